@@ -1,0 +1,1 @@
+"""mnist-lightning: handwritten-digit recognition with PyTorch Lightning."""

@@ -1,0 +1,83 @@
+"""The callbacks and checkpoint writer a training run uses, built from its recipe."""
+
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from src.atomic import atomic_save
+from src.config import Recipe
+from src.metrics import MONITOR_MODES
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes beside the target and renames. Lightning's own "atomic" save stages the file in the
+    system temp dir and moves it, which is a copy (not atomic) when that is another filesystem."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        atomic_save(path, lambda f: torch.save(checkpoint, f))
+
+
+class TrainThroughput(pl.Callback):
+    """Wall seconds spent in training batches (data fetch included, validation excluded) and images seen."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.images = 0
+        self._last = None
+
+    def _sync(self, trainer: "pl.Trainer") -> None:
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize(trainer.strategy.root_device)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._sync(trainer)
+        self._last = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        now = time.perf_counter()
+        self.seconds += now - self._last
+        self._last = now
+        self.images += len(batch[1]) * trainer.world_size
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._sync(trainer)
+        self._last = time.perf_counter()
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
+    """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
+    mode = MONITOR_MODES[recipe.monitor]
+    callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput()]
+    if run_dir is not None:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best-epoch{epoch:03d}",
+                monitor=recipe.monitor,
+                mode=mode,
+                save_top_k=1,
+                save_last=True,
+                auto_insert_metric_name=False,
+            )
+        )
+    if recipe.early_stopping is not None:
+        callbacks.append(
+            EarlyStopping(
+                monitor=recipe.monitor,
+                mode=mode,
+                patience=recipe.early_stopping.get("patience", 3),
+                min_delta=recipe.early_stopping.get("min_delta", 0.0),
+                check_finite=True,
+            )
+        )
+    return callbacks

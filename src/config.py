@@ -1,0 +1,178 @@
+"""Recipes: code defaults < configs/MODEL.yaml (or --config FILE) < the flags a user typed."""
+
+import dataclasses
+import types
+import typing
+import warnings
+from pathlib import Path
+
+import yaml
+
+from src.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Everything a run needs; keys equal flag names (with `_` for `-`)."""
+
+    model: str = "lenet5"
+    description: str = ""
+    data: str = "mnist"
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    val_split: str = "random"  # head, tail or random (seeded)
+    # optimisation
+    max_epochs: int = 10
+    batch_size: int = 64  # global: divided across processes
+    eval_batch_size: int = 1000
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    optimizer_args: dict = dataclasses.field(default_factory=dict)
+    scheduler: str = "none"
+    scheduler_args: dict = dataclasses.field(default_factory=dict)
+    monitor: str = "val/loss"
+    early_stopping: dict | None = None  # {patience, min_delta}
+    label_smoothing: float = 0.0
+    init: str = "torch"
+    seed: int = 0
+    deterministic: bool = False
+    # hardware
+    accelerator: str = "auto"
+    devices: int | str | None = None
+    num_nodes: int = 1
+    strategy: str | None = None
+    precision: str | None = None
+    # run control
+    fast_dev_run: bool = False
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    logdir: str = "lightning_logs"
+    resume: str | None = None
+    progress_refresh: int = 20
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+
+
+def recipe_path(model: str) -> Path:
+    return CONFIG_DIR / f"{model}.yaml"
+
+
+def load_recipe_file(path: str | Path) -> dict:
+    """A recipe file as a dict of known keys (one-line error for anything else)."""
+    path = Path(path)
+    try:
+        content = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(path, "recipe file not found") from None
+    except OSError as e:
+        raise UserError(path, f"cannot be read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(path, f"is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise UserError(path, "must be a mapping of recipe keys to values")
+    unknown = sorted(set(content) - set(FIELDS))
+    if unknown:
+        raise UserError(path, f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
+    return content
+
+
+def resolve_recipe(flags: dict, config_file: str | None = None) -> Recipe:
+    """Merge defaults, the model's recipe file and explicit flags (None = not given), then validate."""
+    explicit = {k: v for k, v in flags.items() if v is not None}
+    if config_file:
+        from_file = load_recipe_file(config_file)
+    else:
+        model = explicit.get("model", Recipe.model)
+        path = recipe_path(model)
+        if not path.exists():
+            from src.models.registry import ARCHITECTURES
+
+            if model not in ARCHITECTURES:
+                raise UserError("--model", f"unknown model {model!r}; choose from {', '.join(ARCHITECTURES)}")
+            from_file = {}
+        else:
+            from_file = load_recipe_file(path)
+    values = {**from_file, **explicit}
+    for key, value in values.items():
+        values[key] = _check_type(key, value)
+    recipe = Recipe(**values)
+    validate(recipe)
+    return recipe
+
+
+def _check_type(key: str, value):
+    annotation = FIELDS[key].type
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return value
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value if int in allowed else float(value)
+    if isinstance(value, bool) and bool not in allowed:
+        raise UserError(key, f"expected {_type_names(allowed)}, got {value!r}")
+    if any(isinstance(value, t) for t in allowed if isinstance(t, type)):
+        return value
+    raise UserError(key, f"expected {_type_names(allowed)}, got {value!r}")
+
+
+def _type_names(allowed) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+
+
+def validate(recipe: Recipe) -> None:
+    """Check values that types cannot: names, ranges and combinations."""
+    from src.data.datamodule import SOURCES, SPLITS
+    from src.metrics import MONITOR_MODES
+    from src.models.optim import PLATEAU_KEYS, SCHEDULERS, build_optimizer
+    from src.models.registry import ARCHITECTURES, INITS
+
+    def one_of(key: str, value, valid) -> None:
+        if value not in valid:
+            raise UserError(key, f"unknown value {value!r}; choose from {', '.join(map(str, valid))}")
+
+    one_of("model", recipe.model, ARCHITECTURES)
+    one_of("data", recipe.data, SOURCES)
+    one_of("val_split", recipe.val_split, SPLITS)
+    one_of("monitor", recipe.monitor, MONITOR_MODES)
+    one_of("scheduler", recipe.scheduler, SCHEDULERS)
+    one_of("init", recipe.init, INITS)
+    for key in ("max_epochs", "batch_size", "eval_batch_size", "num_nodes", "progress_refresh"):
+        if getattr(recipe, key) < 1:
+            raise UserError(key, f"must be at least 1, got {getattr(recipe, key)}")
+    if not 0 < recipe.val_fraction < 1:
+        raise UserError("val_fraction", f"must be between 0 and 1, got {recipe.val_fraction}")
+    if not recipe.lr > 0:
+        raise UserError("lr", f"must be positive, got {recipe.lr}")
+    if not 0 <= recipe.label_smoothing < 1:
+        raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
+    if recipe.monitor.startswith("val/") and recipe.limit_val_batches == 0:
+        raise UserError("--limit-val-batches", f"0 disables validation, but the recipe monitors {recipe.monitor}")
+    import torch
+
+    build_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr, recipe.optimizer_args)
+    if recipe.early_stopping is not None:
+        unknown = set(recipe.early_stopping) - {"patience", "min_delta"}
+        if unknown:
+            raise UserError("early_stopping", f"unknown key(s) {sorted(unknown)}; valid: min_delta, patience")
+        if recipe.scheduler == "plateau":
+            stop = recipe.early_stopping.get("patience", 3)
+            reduce = recipe.scheduler_args.get("patience", 10)
+            if stop <= reduce:
+                warnings.warn(
+                    f"early stopping patience {stop} <= plateau patience {reduce}: the LR will never drop", stacklevel=2
+                )
+    if recipe.scheduler == "plateau" and set(recipe.scheduler_args) - PLATEAU_KEYS:
+        raise UserError("scheduler_args", f"plateau takes {', '.join(sorted(PLATEAU_KEYS))}")
+
+
+def to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)

@@ -1,0 +1,1 @@
+"""File formats (MNIST IDX, Kaggle CSV), on-device transforms and the DigitsDataModule."""

@@ -1,0 +1,129 @@
+"""DigitsDataModule: MNIST or a Kaggle CSV held in memory as uint8 tensors, served by batched indexing."""
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from src.data.kaggle_csv import read_kaggle_csv
+from src.data.mnist import load_mnist
+from src.data.transforms import normalise
+from src.errors import UserError
+
+SOURCES = ("mnist", "kaggle")
+SPLITS = ("head", "tail", "random")
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """Images and labels indexed a whole batch at a time (the DataLoader calls `__getitems__`)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return self.images[index], self.labels[index]
+
+
+def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collation is already done by `TensorBatches.__getitems__`."""
+    return batch
+
+
+def split_indices(count: int, val_fraction: float, how: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deterministic train/validation indices: the first or last `val_fraction`, or a seeded draw."""
+    val_count = round(count * val_fraction)
+    if how == "random":
+        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = torch.arange(count)
+    if how == "head":
+        return order[val_count:], order[:val_count]
+    return order[: count - val_count], order[count - val_count :]
+
+
+class DigitsDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        data: str = "mnist",
+        data_dir: str | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 1000,
+        val_fraction: float = 0.1,
+        val_split: str = "random",
+        split_seed: int = 0,
+    ):
+        super().__init__()
+        if data not in SOURCES:
+            raise UserError("--data", f"unknown source {data!r}; choose from {', '.join(SOURCES)}")
+        if val_split not in SPLITS:
+            raise UserError("val_split", f"unknown split {val_split!r}; choose from {', '.join(SPLITS)}")
+        self.save_hyperparameters()
+        self.augment = None  # set by the seed-models work: a callable on float batches, training only
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def test_description(self) -> str:
+        if self.hparams.data == "mnist":
+            return f"MNIST test set ({len(self.test_set):,} images)"
+        return f"validation split of train.csv ({len(self.test_set):,} images; Kaggle's test.csv has no labels)"
+
+    def prepare_data(self) -> None:
+        if self.hparams.data == "mnist":  # fetches missing files once, on one process
+            load_mnist("train", self.hparams.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = self._load_training_source()
+        train, val = split_indices(
+            len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.split_seed
+        )
+        self.train_set = TensorBatches(images[train], labels[train])
+        self.val_set = TensorBatches(images[val], labels[val])
+        if self.hparams.data == "mnist":
+            self.test_set = TensorBatches(*load_mnist("test", self.hparams.data_dir))
+        else:
+            self.test_set = self.val_set
+
+    def _load_training_source(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.hparams.data == "mnist":
+            return load_mnist("train", self.hparams.data_dir)
+        if not self.hparams.data_dir:
+            raise UserError("--data-dir", "--data kaggle needs the folder that holds Kaggle's train.csv")
+        csv = Path(self.hparams.data_dir) / "train.csv"
+        images, labels = read_kaggle_csv(csv)
+        if labels is None:
+            raise UserError(csv, "has no label column; training needs Kaggle's labelled train.csv")
+        return images, labels
+
+    def train_batches_per_epoch(self, limit: int | float | None = None) -> int:
+        batches = math.ceil(len(self.train_set) / self.hparams.batch_size)
+        if isinstance(limit, int):
+            return max(1, min(batches, limit))
+        return max(1, int(batches * limit)) if limit is not None else batches
+
+    # Data is already in memory: worker processes would only add start-up and copying.
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True, collate_fn=keep_batch)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels = batch
+        inputs = normalise(images)
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            inputs = self.augment(inputs)
+        return inputs, labels

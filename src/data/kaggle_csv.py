@@ -1,0 +1,115 @@
+"""Kaggle "Digit Recognizer" CSV files: `label,pixel0..pixel783` (train) or `pixel0..pixel783` (test).
+
+Every row is validated (784 or 785 integers, pixels 0..255, labels 0..9); an error names the line.
+A parsed file is cached as a tensor file keyed by the SHA-256 of the CSV's bytes.
+"""
+
+import contextlib
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.atomic import atomic_save
+from src.errors import UserError
+
+PIXELS = [f"pixel{i}" for i in range(784)]
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
+
+
+def read_kaggle_csv(
+    path: str | Path, cache_dir: str | Path | None = DEFAULT_CACHE_DIR
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images uint8 [N, 28, 28] and labels int64 [N] (None for an unlabelled test.csv)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(path, "file not found") from None
+    except OSError as e:
+        raise UserError(path, f"cannot be read ({e.strerror})") from None
+    cache = Path(cache_dir) / f"kaggle-{hashlib.sha256(raw).hexdigest()[:32]}.pt" if cache_dir else None
+    if cache is not None and cache.exists():
+        try:
+            cached = torch.load(cache, weights_only=True)
+            return cached["images"], cached.get("labels")
+        except Exception:  # a damaged cache is rebuilt from the CSV, never trusted
+            pass
+    images, labels = parse_kaggle_csv(path, raw)
+    if cache is not None:
+        payload = {"images": images} | ({"labels": labels} if labels is not None else {})
+        with contextlib.suppress(OSError):  # a cache is an optimisation; a read-only dir must not stop training
+            atomic_save(cache, lambda f: torch.save(payload, f))
+    return images, labels
+
+
+def parse_kaggle_csv(path: Path, raw: bytes) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if not raw.strip():
+        raise UserError(path, "file is empty (expected a Kaggle CSV with a header line)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(path, f"is not UTF-8 text (byte {e.start}); expected a Kaggle CSV") from None
+    lines = text.splitlines()
+    labelled = _check_header(path, lines[0])
+    width = 785 if labelled else 784
+    rows = lines[1:]
+    if not any(row.strip() for row in rows):
+        raise UserError(path, "has a header but no data rows")
+    values = _parse_fast(rows)
+    if values is None or values.shape[1] != width or not _in_range(values, labelled):
+        _raise_first_bad_line(path, rows, width, labelled)
+    pixels = values[:, -784:].astype(np.uint8)
+    images = torch.from_numpy(pixels.reshape(-1, 28, 28).copy())
+    labels = torch.from_numpy(values[:, 0].copy()) if labelled else None
+    return images, labels
+
+
+def _check_header(path: Path, header: str) -> bool:
+    columns = [c.strip() for c in header.split(",")]
+    if columns == ["label", *PIXELS]:
+        return True
+    if columns == PIXELS:
+        return False
+    expected = ["label", *PIXELS] if columns and columns[0] == "label" else PIXELS
+    for i, (got, want) in enumerate(zip(columns, expected, strict=False)):
+        if got != want:
+            raise UserError(f"{path}, line 1", f"header column {i + 1} is {got[:40]!r}, expected {want!r}")
+    raise UserError(
+        f"{path}, line 1", f"header has {len(columns)} columns, expected {len(expected)} ({expected[0]},...)"
+    )
+
+
+def _parse_fast(rows: list[str]) -> np.ndarray | None:
+    """numpy's C parser; None if anything is off, so the slow path can name the line."""
+    try:
+        return np.loadtxt(io.StringIO("\n".join(rows)), delimiter=",", dtype=np.int64, ndmin=2)
+    except ValueError:
+        return None
+
+
+def _in_range(values: np.ndarray, labelled: bool) -> bool:
+    pixels = values[:, 1:] if labelled else values
+    ok = pixels.min() >= 0 and pixels.max() <= 255
+    return bool(ok and (not labelled or (values[:, 0].min() >= 0 and values[:, 0].max() <= 9)))
+
+
+def _raise_first_bad_line(path: Path, rows: list[str], width: int, labelled: bool) -> None:
+    for number, row in enumerate(rows, start=2):
+        if not row.strip():
+            continue
+        fields = row.split(",")
+        where = f"{path}, line {number}"
+        if len(fields) != width:
+            raise UserError(where, f"expected {width} values, found {len(fields)}")
+        for column, field in enumerate(fields):
+            name = "label" if labelled and column == 0 else f"pixel{column - labelled}"
+            value = field.strip()
+            if not value.isascii() or not value.isdigit():
+                raise UserError(where, f"{name} is {value[:20]!r}, not a whole number")
+            top = 9 if name == "label" else 255
+            if int(value) > top:
+                raise UserError(where, f"{name} is {value}, outside 0..{top}")
+    raise UserError(path, "could not be parsed as a Kaggle CSV")

@@ -1,0 +1,217 @@
+"""What hardware is here, and which Trainer arguments use it well (DESIGN.md, "The hardware plan")."""
+
+import os
+from dataclasses import asdict, dataclass, field
+
+from src.errors import UserError
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp")
+PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
+PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Facts about the machine; tests build fake ones."""
+
+    cuda_devices: int = 0
+    cuda_name: str = ""
+    cuda_capability: tuple[int, int] = (0, 0)
+    mps: bool = False
+    cpu_cores: int = 1
+
+
+@dataclass(frozen=True)
+class HardwareRequest:
+    """What the user asked for; None means "not asked", so the plan decides and says why."""
+
+    accelerator: str | None = None
+    devices: int | str | None = None
+    strategy: str | None = None
+    precision: str | None = None
+    num_nodes: int = 1
+
+
+@dataclass(frozen=True)
+class HardwarePlan:
+    accelerator: str  # "cpu", "cuda" or "mps"
+    devices: int  # per node
+    strategy: str  # "auto" (one process) or "ddp"
+    precision: str
+    threads: int  # torch intra-op threads per process
+    num_nodes: int = 1
+    tf32: bool = False
+    cudnn_benchmark: bool = False
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def processes(self) -> int:
+        return self.devices * self.num_nodes
+
+    def trainer_kwargs(self) -> dict:
+        return {
+            "accelerator": self.accelerator,
+            "devices": self.devices,
+            "num_nodes": self.num_nodes,
+            "strategy": self.strategy,
+            "precision": self.precision,
+            "benchmark": self.cudnn_benchmark if self.accelerator == "cuda" else None,
+        }
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "processes": self.processes}
+
+
+def probe_machine() -> Probe:
+    """Detect CUDA devices, MPS and CPU cores (no side effects beyond initialising CUDA)."""
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return Probe(
+        cuda_devices=cuda,
+        cuda_name=torch.cuda.get_device_name(0) if cuda else "",
+        cuda_capability=torch.cuda.get_device_capability(0) if cuda else (0, 0),
+        mps=mps,
+        cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+    )
+
+
+def plan_hardware(requested: HardwareRequest, probe: Probe) -> HardwarePlan:
+    """Decide accelerator, devices, strategy, precision and threads; explicit requests win."""
+    reasons: dict[str, str] = {}
+    accelerator = _plan_accelerator(requested.accelerator, probe, reasons)
+    devices = _plan_devices(requested.devices, accelerator, probe, reasons)
+    num_nodes = requested.num_nodes
+    if num_nodes < 1:
+        raise UserError("--num-nodes", f"must be at least 1, got {num_nodes}")
+    processes = devices * num_nodes
+
+    strategy = requested.strategy or "auto"
+    if strategy not in STRATEGIES:
+        raise UserError("--strategy", f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if requested.strategy:
+        reasons["strategy"] = f"you asked for {strategy}"
+    if strategy == "auto":
+        strategy = "ddp" if processes > 1 else "auto"
+        reasons["strategy"] = "DDP: more than one process" if processes > 1 else "one process"
+    backend = "nccl" if accelerator == "cuda" else "gloo"
+    if strategy == "ddp":
+        reasons["strategy"] += f" ({backend})"
+
+    precision = _plan_precision(requested.precision, accelerator, probe, reasons)
+    threads = max(1, probe.cpu_cores // devices)
+    reasons["threads"] = f"{probe.cpu_cores} cores / {devices} process(es) on this node"
+    ampere = accelerator == "cuda" and probe.cuda_capability >= (8, 0)
+    return HardwarePlan(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        precision=precision,
+        threads=threads,
+        num_nodes=num_nodes,
+        tf32=ampere,
+        cudnn_benchmark=accelerator == "cuda",
+        reasons=reasons,
+    )
+
+
+def _plan_accelerator(asked: str | None, probe: Probe, reasons: dict[str, str]) -> str:
+    asked = asked or "auto"
+    if asked not in ACCELERATORS:
+        raise UserError("--accelerator", f"unknown accelerator {asked!r}; choose from {', '.join(ACCELERATORS)}")
+    if asked == "auto":
+        if probe.cuda_devices:
+            reasons["accelerator"] = "auto: CUDA is available"
+            return "cuda"
+        if probe.mps:
+            reasons["accelerator"] = "auto: MPS is available (for tiny models `--accelerator cpu` may be faster)"
+            return "mps"
+        reasons["accelerator"] = "auto: no GPU found"
+        return "cpu"
+    if asked in ("gpu", "cuda"):
+        if not probe.cuda_devices:
+            raise UserError("--accelerator", f"{asked} was asked for but no CUDA GPU is available here")
+        asked = "cuda"
+    if asked == "mps" and not probe.mps:
+        raise UserError("--accelerator", "mps was asked for but MPS is not available here")
+    reasons["accelerator"] = f"you asked for {asked}"
+    return asked
+
+
+def _plan_devices(asked: int | str | None, accelerator: str, probe: Probe, reasons: dict[str, str]) -> int:
+    available = probe.cuda_devices if accelerator == "cuda" else 1
+    if asked is None:
+        reasons["devices"] = "default: one device (DDP only when asked for)"
+        return 1
+    if asked == "auto":
+        if accelerator == "cpu":
+            reasons["devices"] = "auto on CPU: one process (DDP on one CPU is no faster)"
+            return 1
+        reasons["devices"] = f"auto: all {available} {accelerator} device(s)"
+        return available
+    count = int(asked)
+    if count < 1:
+        raise UserError("--devices", f"must be a positive number or 'auto', got {asked}")
+    if accelerator != "cpu" and count > available:
+        raise UserError("--devices", f"asked for {count} {accelerator} devices but this machine has {available}")
+    if accelerator == "cpu" and count > probe.cpu_cores:
+        raise UserError("--devices", f"asked for {count} CPU processes but this machine has {probe.cpu_cores} cores")
+    reasons["devices"] = f"you asked for {count}"
+    return count
+
+
+def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: dict[str, str]) -> str:
+    asked = PRECISION_ALIASES.get(asked, asked) if asked else "auto"
+    if asked not in PRECISIONS:
+        raise UserError("--precision", f"unknown precision {asked!r}; choose from {', '.join(PRECISIONS)}")
+    capability = probe.cuda_capability if accelerator == "cuda" else (0, 0)
+    if asked == "auto":
+        if capability >= (8, 0):
+            reasons["precision"] = f"auto: bf16 on CUDA capability {capability[0]}.{capability[1]}"
+            return "bf16-mixed"
+        if capability >= (7, 0):
+            reasons["precision"] = f"auto: fp16 on CUDA capability {capability[0]}.{capability[1]} (no bf16)"
+            return "16-mixed"
+        reasons["precision"] = f"auto: full precision on {accelerator}"
+        return "32-true"
+    # Lightning silently turns 16-mixed on CPU into bf16-mixed; refuse instead of surprising the user.
+    if asked == "16-mixed" and capability < (7, 0):
+        raise UserError("--precision", f"16-mixed needs a CUDA GPU of capability 7.0 or newer, not {accelerator}")
+    if asked == "bf16-mixed" and accelerator == "cuda" and capability < (8, 0):
+        raise UserError("--precision", f"bf16-mixed needs CUDA capability 8.0 or newer, this GPU has {capability}")
+    if asked == "bf16-mixed" and accelerator == "mps":
+        raise UserError("--precision", "bf16-mixed is not supported on MPS")
+    reasons["precision"] = f"you asked for {asked}"
+    return asked
+
+
+def apply_global_settings(plan: HardwarePlan) -> None:
+    """Thread count and TF32 must be set before the first matrix multiply."""
+    import torch
+
+    torch.set_num_threads(plan.threads)
+    if plan.accelerator != "cuda":
+        # Lightning sets this at import to keep forked workers usable with CUDA. With CUDA never
+        # initialised, it makes every Adam step dlopen NVML (~0.3 ms each on a CUDA build, measured).
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    if plan.tf32:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+
+
+def describe(plan: HardwarePlan, probe: Probe, global_batch: int) -> str:
+    """The short table printed at start: what is here, what was chosen and why."""
+    gpu = f"{probe.cuda_devices} x {probe.cuda_name}" if probe.cuda_devices else "none"
+    per_process = global_batch // plan.processes
+    rows = [
+        ("machine", f"CUDA GPUs: {gpu}; MPS: {'yes' if probe.mps else 'no'}; CPU cores: {probe.cpu_cores}"),
+        ("accelerator", f"{plan.accelerator:<12} {plan.reasons.get('accelerator', '')}"),
+        ("devices", f"{plan.devices:<12} {plan.reasons.get('devices', '')}"),
+        ("strategy", f"{plan.strategy:<12} {plan.reasons.get('strategy', '')}"),
+        ("precision", f"{plan.precision:<12} {plan.reasons.get('precision', '')}"),
+        ("threads", f"{plan.threads:<12} {plan.reasons.get('threads', '')}"),
+        ("batch", f"{global_batch:<12} global; {per_process} per process x {plan.processes} process(es)"),
+    ]
+    return "\n".join(f"  {name:<12} {value}" for name, value in rows)

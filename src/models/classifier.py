@@ -1,0 +1,107 @@
+"""DigitClassifier: the one LightningModule (loss, optimizer, schedule, metrics, logging) around any architecture."""
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
+
+from src.data.transforms import denormalise
+from src.metrics import MONITOR_MODES
+from src.models.epoch_metrics import LossAndAccuracy
+from src.models.optim import build_optimizer, build_scheduler
+from src.models.registry import build_model, count_parameters
+
+SAMPLE_GRID = 64  # training inputs shown in TensorBoard once, after augmentation
+
+
+class DigitClassifier(pl.LightningModule):
+    """Hyperparameters are plain values (architecture name included), so any checkpoint loads
+    with `DigitClassifier.load_from_checkpoint(path, weights_only=True)`."""
+
+    def __init__(
+        self,
+        arch: str = "lenet5",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        optimizer_args: dict | None = None,
+        scheduler: str = "none",
+        scheduler_args: dict | None = None,
+        monitor: str = "val/loss",
+        label_smoothing: float = 0.0,
+        init: str = "torch",
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_model(arch, init)
+        self.parameter_count = count_parameters(self.net)
+        self.train_metrics, self.val_metrics, self.test_metrics = (
+            LossAndAccuracy(),
+            LossAndAccuracy(),
+            LossAndAccuracy(),
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Normalised images [N, 1, 28, 28] -> logits [N, 10]."""
+        return self.net(inputs)
+
+    def stage_metrics(self, stage: str) -> LossAndAccuracy:
+        return getattr(self, f"{stage}_metrics")
+
+    def _step(self, stage: str, batch) -> torch.Tensor:
+        inputs, labels = batch
+        logits = self(inputs)
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        self.stage_metrics(stage).update(logits, labels, loss)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        if self.global_step == 0 and batch_idx == 0:
+            self._log_sample_inputs(batch[0])
+        return self._step("train", batch)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step("test", batch)
+
+    # Metrics are logged once per epoch, never per step: no host sync in the training loop.
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.stage_metrics(stage)
+        loss, accuracy = metrics.compute()  # synced across processes by torchmetrics
+        metrics.reset()
+        self.log_dict({f"{stage}/loss": loss, f"{stage}/acc": accuracy}, prog_bar=stage != "train")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def on_train_start(self) -> None:
+        # The sanity check's few validation batches must not count towards epoch 1.
+        self.val_metrics.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = build_optimizer(hp.optimizer, self.parameters(), hp.lr, hp.optimizer_args or {})
+        scheduler = build_scheduler(
+            hp.scheduler,
+            optimizer,
+            hp.scheduler_args or {},
+            monitor=hp.monitor,
+            mode=MONITOR_MODES[hp.monitor],
+            total_steps=self.trainer.estimated_stepping_batches,
+            epochs=self.trainer.max_epochs,
+        )
+        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _log_sample_inputs(self, inputs: torch.Tensor) -> None:
+        if isinstance(self.logger, TensorBoardLogger):
+            grid = make_grid(denormalise(inputs[:SAMPLE_GRID].float()), nrow=8, pad_value=0.5)
+            self.logger.experiment.add_image("train/inputs", grid, self.global_step)

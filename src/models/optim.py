@@ -1,0 +1,59 @@
+"""Optimizers and LR schedules named by a recipe; Keras semantics are translated here, in one place."""
+
+import torch
+
+from src.errors import UserError
+
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop,
+    "adadelta": torch.optim.Adadelta,
+    "sgd": torch.optim.SGD,
+}
+SCHEDULERS = ("none", "plateau", "onecycle", "cosine")
+PLATEAU_KEYS = {"factor", "patience", "min_delta", "min_lr", "cooldown"}
+
+
+def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Optimizer:
+    """The optimizer `name` with learning rate `lr` and the recipe's other arguments (torch names)."""
+    if name not in OPTIMIZERS:
+        raise UserError("optimizer", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    try:
+        return OPTIMIZERS[name](params, lr=lr, **args)
+    except (TypeError, ValueError) as e:
+        raise UserError("optimizer_args", f"not accepted by {name}: {e}") from None
+
+
+def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, total_steps: int, epochs: int):
+    """A Lightning lr_scheduler config for `name`, or None for "none"."""
+    args = dict(args)
+    if name == "none":
+        return None
+    if name == "plateau":
+        unknown = set(args) - PLATEAU_KEYS
+        if unknown:
+            raise UserError(
+                "scheduler_args", f"unknown plateau key(s) {sorted(unknown)}; valid: {sorted(PLATEAU_KEYS)}"
+            )
+        # Keras reduces after `patience` bad epochs and compares with an absolute min_delta;
+        # torch reduces when bad epochs *exceed* patience, with a relative threshold by default.
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode=mode,
+            factor=args.get("factor", 0.1),
+            patience=max(0, args.get("patience", 10) - 1),
+            threshold=args.get("min_delta", 1e-4),
+            threshold_mode="abs",
+            cooldown=args.get("cooldown", 0),
+            min_lr=args.get("min_lr", 0.0),
+        )
+        return {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
+    if name == "onecycle":
+        max_lr = args.pop("max_lr", optimizer.param_groups[0]["lr"])
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **args)
+        return {"scheduler": scheduler, "interval": "step"}
+    if name == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, **args)
+        return {"scheduler": scheduler, "interval": "epoch"}
+    raise UserError("scheduler", f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")

@@ -1,0 +1,43 @@
+"""Architectures by name, with the notebook each comes from."""
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from src.errors import UserError
+from src.models.lenet5 import LeNet5
+
+
+@dataclass(frozen=True)
+class Architecture:
+    builder: type[nn.Module]
+    notebook: str
+    reported_accuracy: float | None  # the notebook's own figure, percent
+
+
+ARCHITECTURES = {
+    "lenet5": Architecture(LeNet5, "5: LeNet-5 (Kaggle CSV)", 97.19),
+}
+INITS = ("torch", "keras")
+
+
+def build_model(name: str, init: str = "torch") -> nn.Module:
+    """A fresh architecture by name; init "keras" uses glorot_uniform weights and zero biases."""
+    if name not in ARCHITECTURES:
+        raise UserError("--model", f"unknown model {name!r}; choose from {', '.join(ARCHITECTURES)}")
+    if init not in INITS:
+        raise UserError("init", f"unknown initialisation {init!r}; choose from {', '.join(INITS)}")
+    model = ARCHITECTURES[name].builder()
+    if init == "keras":
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters plus BatchNorm running statistics, as Keras counts them."""
+    trainable = sum(p.numel() for p in model.parameters())
+    running = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return trainable + running

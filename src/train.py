@@ -1,0 +1,238 @@
+"""python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
+
+import argparse
+import logging
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from src.config import Recipe, resolve_recipe, to_yaml
+from src.errors import UserError
+
+DEFAULTS = Recipe()
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line UserError instead of usage text and exit."""
+
+    def error(self, message: str):
+        raise UserError(self.prog, message)
+
+
+def devices_value(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def limit_value(text: str) -> int | float:
+    """Lightning's convention: an int is a number of batches, a float a fraction."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a batch count or a fraction, got {text!r}") from None
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="python -m src.train",
+        description="Train a digit classifier. Values come from configs/MODEL.yaml; flags override them.",
+    )
+    d = DEFAULTS
+
+    def add(flag: str, help_text: str, default, **kwargs):
+        p.add_argument(flag, default=None, help=f"{help_text} (default: recipe, else {default})", **kwargs)
+
+    add("--model", "architecture and recipe name", d.model)
+    add("--config", "recipe file to use instead of configs/MODEL.yaml", "configs/MODEL.yaml")
+    add("--data", "training data", d.data, choices=("mnist", "kaggle"))
+    add("--data-dir", "folder with the MNIST files, or Kaggle's train.csv", "data/MNIST/raw")
+    add("--accelerator", "cpu, gpu/cuda, mps or auto", d.accelerator)
+    add("--devices", "processes per node: a number or 'auto' (all GPUs); >1 means DDP", 1, type=devices_value)
+    add("--num-nodes", "machines in a multi-node DDP run", d.num_nodes, type=int)
+    add("--strategy", "auto or ddp", "auto")
+    add("--precision", "auto, 32-true, 16-mixed or bf16-mixed", "auto")
+    add("--max-epochs", "maximum epochs", d.max_epochs, type=int)
+    add("--batch-size", "global batch size (divided across processes)", d.batch_size, type=int)
+    add("--lr", "learning rate", d.lr, type=float)
+    add("--seed", "random seed (split, init, shuffling)", d.seed, type=int)
+    add("--limit-train-batches", "batches (int) or fraction (float) of training per epoch", "all", type=limit_value)
+    add("--limit-val-batches", "batches (int) or fraction (float) of validation", "all", type=limit_value)
+    add("--resume", "'last' (newest run of this model), a run directory or a .ckpt", "none")
+    add("--logdir", "where run directories are created", d.logdir)
+    p.add_argument("--fast-dev-run", action="store_true", default=None, help="one batch of each stage; writes nothing")
+    p.add_argument("--deterministic", action="store_true", default=None, help="deterministic algorithms (slower)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = vars(build_parser().parse_args(argv))
+        config_file = args.pop("config")
+        print_config = args.pop("print_config")
+        recipe = resolve_recipe(args, config_file)
+        if print_config:
+            print(to_yaml(recipe), end="")
+            return 0
+        return train(recipe)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def train(recipe: Recipe) -> int:
+    # Imported here so that `--help`, `--print-config` and recipe errors answer at once.
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
+    from src.data.datamodule import DigitsDataModule
+    from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
+    from src.models.classifier import DigitClassifier
+    from src.runs import resume_checkpoint, run_dir_of, write_json
+
+    started = time.perf_counter()
+    probe = probe_machine()
+    plan = plan_hardware(
+        HardwareRequest(recipe.accelerator, recipe.devices, recipe.strategy, recipe.precision, recipe.num_nodes), probe
+    )
+    if recipe.batch_size % plan.processes:
+        raise UserError("--batch-size", f"{recipe.batch_size} does not divide across {plan.processes} processes")
+    resume_from = resume_checkpoint(recipe.resume, recipe.logdir, recipe.model) if recipe.resume else None
+    if resume_from is not None:
+        _check_same_model(resume_from, recipe.model)
+    quiet_lightning()
+    apply_global_settings(plan)
+    pl.seed_everything(recipe.seed, workers=True, verbose=False)
+
+    datamodule = DigitsDataModule(
+        data=recipe.data,
+        data_dir=recipe.data_dir,
+        batch_size=recipe.batch_size // plan.processes,
+        eval_batch_size=recipe.eval_batch_size,
+        val_fraction=recipe.val_fraction,
+        val_split=recipe.val_split,
+        split_seed=recipe.seed,
+    )
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # every data error surfaces here, before anything is written
+    model = DigitClassifier(
+        arch=recipe.model,
+        optimizer=recipe.optimizer,
+        lr=recipe.lr,
+        optimizer_args=recipe.optimizer_args,
+        scheduler=recipe.scheduler,
+        scheduler_args=recipe.scheduler_args,
+        monitor=recipe.monitor,
+        label_smoothing=recipe.label_smoothing,
+        init=recipe.init,
+    )
+    if resume_from is not None:
+        run_dir = run_dir_of(resume_from)
+        logger = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+    else:
+        logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model)
+    writes_files = not recipe.fast_dev_run
+    run_dir = Path(logger.log_dir)
+    callbacks = build_callbacks(recipe, run_dir if writes_files else None)
+    trainer = pl.Trainer(
+        **plan.trainer_kwargs(),
+        max_epochs=recipe.max_epochs,
+        logger=logger if writes_files else False,
+        enable_checkpointing=writes_files,
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        fast_dev_run=recipe.fast_dev_run,
+        limit_train_batches=recipe.limit_train_batches,
+        limit_val_batches=recipe.limit_val_batches,
+        deterministic=recipe.deterministic,
+        log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches)),
+        enable_model_summary=False,
+    )
+    if trainer.is_global_zero:
+        print(f"{recipe.model}: {model.parameter_count:,} parameters; seed {recipe.seed}")
+        print(describe(plan, probe, recipe.batch_size))
+        if writes_files:
+            print(f"run directory: {run_dir}" + (f" (resuming {resume_from.name})" if resume_from else ""))
+            from src.atomic import atomic_write_text
+
+            atomic_write_text(run_dir / "config.yaml", to_yaml(recipe))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
+    if not trainer.is_global_zero:
+        return 0
+    throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
+    test_acc, test_loss = tested["test/acc"], tested["test/loss"]
+    print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on the {datamodule.test_description}")
+    if not writes_files:
+        print("fast-dev-run: nothing was written")
+        return 0
+
+    best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"] + 1 if best else None
+    logger.log_metrics({"hp_metric": test_acc}, step=trainer.global_step)
+    results = {
+        "model": recipe.model,
+        "parameters": model.parameter_count,
+        "data": recipe.data,
+        "evaluated_on": datamodule.test_description,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "epochs_run": trainer.current_epoch,
+        "best_epoch": best_epoch,
+        "monitor": recipe.monitor,
+        "best_monitor_value": float(checkpoint.best_model_score) if best else None,
+        "best_checkpoint": best,
+        "last_checkpoint": checkpoint.last_model_path or None,
+        "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in callbacks),
+        "train_seconds": round(throughput.seconds, 3),
+        "train_images": throughput.images,
+        "train_images_per_second": round(throughput.images_per_second, 1),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "seed": recipe.seed,
+        "hardware": plan.to_dict(),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": pl.__version__,
+        },
+        "run_dir": str(run_dir),
+    }
+    write_json(run_dir / "results.json", results)
+    print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
+    return 0
+
+
+def _check_same_model(checkpoint: Path, model: str) -> None:
+    import torch
+
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(checkpoint, f"cannot be loaded as a checkpoint ({type(e).__name__})") from None
+    arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
+    if arch != model:
+        raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
+
+
+def quiet_lightning() -> None:
+    """Our hardware summary replaces Lightning's device lines; silence only known noise."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    # Batches are sliced from in-memory tensors: worker processes would only add copying.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

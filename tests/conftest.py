@@ -1,0 +1,23 @@
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT / "data" / "MNIST" / "raw"
+KAGGLE_DIR = ROOT / "data" / "kaggle-sample"
+
+
+@pytest.fixture
+def mnist_copy(tmp_path: Path) -> Path:
+    """A private copy of the four MNIST files that a test may damage."""
+    target = tmp_path / "mnist"
+    shutil.copytree(MNIST_DIR, target)
+    return target
+
+
+@pytest.fixture
+def raw_labels(tmp_path: Path) -> bytes:
+    """The decompressed bytes of MNIST's test labels (10,008 bytes: header + 10,000 labels)."""
+    return gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from src.data.datamodule import DigitsDataModule, split_indices
+from src.data.transforms import MNIST_MEAN, MNIST_STD
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    train, val = split_indices(1000, 0.1, "random", seed=3)
+    again_train, again_val = split_indices(1000, 0.1, "random", seed=3)
+    assert torch.equal(train, again_train) and torch.equal(val, again_val)
+    assert len(val) == 100 and len(set(train.tolist()) | set(val.tolist())) == 1000
+    tail_train, tail_val = split_indices(1000, 0.1, "tail", seed=0)
+    assert tail_val.tolist() == list(range(900, 1000))
+    head_train, head_val = split_indices(1000, 0.1, "head", seed=0)
+    assert head_val.tolist() == list(range(100))
+
+
+def test_batches_are_uint8_slices_and_become_normalised_floats():
+    dm = DigitsDataModule(batch_size=32, val_fraction=0.1, val_split="tail")
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (54000, 6000, 10000)
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (32, 28, 28) and images.dtype == torch.uint8 and labels.shape == (32,)
+    inputs, same_labels = dm.on_after_batch_transfer((images, labels), 0)
+    assert inputs.shape == (32, 1, 28, 28) and inputs.dtype == torch.float32
+    assert torch.equal(same_labels, labels)
+    expected = (images[0, 14, 14].item() / 255 - MNIST_MEAN) / MNIST_STD
+    assert inputs[0, 0, 14, 14].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_training_batches_cover_the_split_once_per_epoch_in_a_new_order():
+    dm = DigitsDataModule(batch_size=1000, val_fraction=0.1, val_split="tail")
+    dm.setup()
+    first = torch.cat([labels for _, labels in dm.train_dataloader()])
+    second = torch.cat([labels for _, labels in dm.train_dataloader()])
+    assert len(first) == 54000
+    assert torch.equal(first.sort().values, dm.train_set.labels.sort().values)
+    assert not torch.equal(first, second)

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from src.data.kaggle_csv import PIXELS, read_kaggle_csv
+from src.errors import UserError
+from tests.conftest import KAGGLE_DIR
+
+HEADER = "label," + ",".join(PIXELS)
+
+
+def row(label: int | str, pixel: int | str = 0) -> str:
+    return f"{label}," + ",".join([str(pixel)] * 784)
+
+
+def write(tmp_path, *lines: str, name: str = "train.csv"):
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_reads_the_kaggle_sample():
+    images, labels = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=None)
+    assert images.shape == (2000, 28, 28) and images.dtype == torch.uint8
+    assert labels.shape == (2000,) and labels.dtype == torch.int64
+    first = (KAGGLE_DIR / "train.csv").read_text().splitlines()[1].split(",")
+    assert labels[0].item() == int(first[0])
+    assert images[0].flatten().tolist() == [int(v) for v in first[1:]]
+    test_images, test_labels = read_kaggle_csv(KAGGLE_DIR / "test.csv", cache_dir=None)
+    assert test_images.shape == (1000, 28, 28) and test_labels is None
+
+
+def test_cache_returns_the_same_tensors(tmp_path):
+    first = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("kaggle-*.pt"))) == 1
+    second = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=tmp_path)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_missing_column_names_the_line(tmp_path):
+    path = write(tmp_path, HEADER, row(1), row(2)[:-2])
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(path, cache_dir=None)
+    assert str(error.value) == f"{path}, line 3: expected 785 values, found 784"
+
+
+def test_non_integer_names_the_line_and_column(tmp_path):
+    path = write(tmp_path, HEADER, row(1), row(2), row(3, "x"))
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(path, cache_dir=None)
+    assert str(error.value) == f"{path}, line 4: pixel0 is 'x', not a whole number"
+
+
+def test_value_256_names_the_line(tmp_path):
+    path = write(tmp_path, HEADER, row(4, 256))
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(path, cache_dir=None)
+    assert str(error.value) == f"{path}, line 2: pixel0 is 256, outside 0..255"
+
+
+def test_label_outside_0_to_9(tmp_path):
+    path = write(tmp_path, HEADER, row(1), row(10))
+    with pytest.raises(UserError, match=r"line 3: label is 10, outside 0..9"):
+        read_kaggle_csv(path, cache_dir=None)
+
+
+def test_negative_and_float_values(tmp_path):
+    with pytest.raises(UserError, match=r"line 2: pixel0 is '-1', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1, -1)), cache_dir=None)
+    with pytest.raises(UserError, match=r"line 2: pixel0 is '1.5', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1, 1.5)), cache_dir=None)
+
+
+def test_empty_and_header_only_files(tmp_path):
+    empty = write(tmp_path, "", name="empty.csv")
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(empty, cache_dir=None)
+    assert str(error.value) == f"{empty}: file is empty (expected a Kaggle CSV with a header line)"
+    with pytest.raises(UserError, match="has a header but no data rows"):
+        read_kaggle_csv(write(tmp_path, HEADER), cache_dir=None)
+
+
+def test_wrong_header_names_the_column(tmp_path):
+    swapped = HEADER.replace("pixel1,pixel2", "pixel2,pixel1")
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(write(tmp_path, swapped, row(1)), cache_dir=None)
+    assert str(error.value).endswith("line 1: header column 3 is 'pixel2', expected 'pixel1'")
+
+
+def test_windows_line_endings_and_bom_are_accepted(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(("\ufeff" + HEADER + "\r\n" + row(7, 3) + "\r\n").encode("utf-8"))
+    images, labels = read_kaggle_csv(path, cache_dir=None)
+    assert labels.tolist() == [7] and images.unique().tolist() == [3]

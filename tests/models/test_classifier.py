@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from src.errors import UserError
+from src.models.epoch_metrics import LossAndAccuracy
+from src.models.optim import build_optimizer, build_scheduler
+
+
+def test_optimizer_carries_the_recipes_keras_values():
+    params = [torch.zeros(1, requires_grad=True)]
+    adam = build_optimizer("adam", params, 1e-3, {"eps": 1e-7})
+    assert adam.defaults["eps"] == 1e-7 and adam.defaults["lr"] == 1e-3
+    rmsprop = build_optimizer("rmsprop", params, 1e-3, {"alpha": 0.9, "eps": 1e-7})
+    assert (rmsprop.defaults["alpha"], rmsprop.defaults["eps"]) == (0.9, 1e-7)
+    with pytest.raises(UserError, match="unknown optimizer 'lamb'"):
+        build_optimizer("lamb", params, 1e-3, {})
+
+
+def test_plateau_translates_keras_patience_and_min_delta():
+    optimizer = build_optimizer("adam", [torch.zeros(1, requires_grad=True)], 1e-3, {})
+    config = build_scheduler("plateau", optimizer, {"patience": 2, "min_delta": 1e-4}, "train/loss", "min", 100, 10)
+    scheduler = config["scheduler"]
+    assert (scheduler.patience, scheduler.threshold, scheduler.threshold_mode) == (1, 1e-4, "abs")
+    assert config["monitor"] == "train/loss"
+    # Keras semantics: the LR drops after exactly 2 epochs without improvement.
+    for loss in (1.0, 1.0, 1.0):
+        scheduler.step(loss)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_epoch_accuracy_is_correct_over_n_not_a_mean_of_batches():
+    metric = LossAndAccuracy()
+    logits = torch.eye(10)[[1, 1, 1]]
+    metric.update(logits, torch.tensor([1, 1, 1]), torch.tensor(0.5))  # 3 of 3 right
+    metric.update(torch.eye(10)[[2]], torch.tensor([3]), torch.tensor(1.5))  # 0 of 1 right
+    loss, accuracy = metric.compute()
+    assert accuracy.item() == pytest.approx(0.75)  # a mean of batch accuracies would say 0.5
+    assert loss.item() == pytest.approx((0.5 * 3 + 1.5) / 4)

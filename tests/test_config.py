@@ -1,0 +1,67 @@
+import pytest
+
+from src.config import CONFIG_DIR, Recipe, resolve_recipe
+from src.errors import UserError
+
+
+def test_precedence_defaults_then_recipe_then_flags():
+    recipe = resolve_recipe({"model": "lenet5", "lr": 0.01, "batch_size": None})
+    assert recipe.lr == 0.01  # flag
+    assert recipe.batch_size == 32  # configs/lenet5.yaml
+    assert recipe.eval_batch_size == Recipe().eval_batch_size  # code default
+
+
+def test_lenet5_recipe_is_the_notebooks():
+    r = resolve_recipe({"model": "lenet5"})
+    assert (r.optimizer, r.lr, r.batch_size, r.max_epochs) == ("adam", 0.001, 32, 30)
+    assert r.optimizer_args == {"eps": 1e-7}
+    assert (r.monitor, r.scheduler, r.scheduler_args["patience"]) == ("train/loss", "plateau", 2)
+    assert r.early_stopping == {"patience": 5, "min_delta": 0.0}
+    assert (r.val_split, r.val_fraction) == ("tail", 0.1)
+
+
+def test_every_recipe_file_loads():
+    for path in CONFIG_DIR.glob("*.yaml"):
+        assert resolve_recipe({}, str(path)).model
+
+
+def test_unknown_key_lists_the_valid_ones(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: lenet5\nlearning_rate: 0.1\n")
+    with pytest.raises(UserError, match=r"r.yaml: unknown key\(s\) learning_rate; valid keys: model, description"):
+        resolve_recipe({}, str(path))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"model": "resnet999"}, "--model: unknown model 'resnet999'; choose from lenet5"),
+        ({"lr": -1.0}, "lr: must be positive, got -1.0"),
+        ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
+        ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
+    ],
+)
+def test_bad_values_are_one_line_errors(flags, message, tmp_path):
+    config = None
+    if "limit_val_batches" in flags:
+        config = tmp_path / "r.yaml"
+        config.write_text("model: lenet5\nmonitor: val/loss\n")
+    with pytest.raises(UserError) as error:
+        resolve_recipe(flags, str(config) if config else None)
+    assert str(error.value) == message
+
+
+def test_wrong_types_and_bad_yaml(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: lenet5\nbatch_size: many\n")
+    with pytest.raises(UserError, match="batch_size: expected int, got 'many'"):
+        resolve_recipe({}, str(path))
+    path.write_text("model: [lenet5\n")
+    with pytest.raises(UserError, match="is not valid YAML at line"):
+        resolve_recipe({}, str(path))
+    path.write_text("model: lenet5\nmonitor: val/accuracy\n")
+    with pytest.raises(UserError, match="monitor: unknown value 'val/accuracy'; choose from train/loss"):
+        resolve_recipe({}, str(path))
+    path.write_text("model: lenet5\noptimizer_args: {betas: 3}\n")
+    with pytest.raises(UserError, match="optimizer_args: not accepted by adam"):
+        resolve_recipe({}, str(path))

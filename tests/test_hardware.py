@@ -1,0 +1,76 @@
+import pytest
+
+from src.errors import UserError
+from src.hardware import HardwareRequest, Probe, plan_hardware
+
+CPU = Probe(cpu_cores=8)
+H100 = Probe(cuda_devices=1, cuda_name="H100", cuda_capability=(9, 0), cpu_cores=16)
+V100 = Probe(cuda_devices=1, cuda_name="V100", cuda_capability=(7, 0), cpu_cores=8)
+K80 = Probe(cuda_devices=1, cuda_name="K80", cuda_capability=(3, 7), cpu_cores=4)
+FOUR_A100 = Probe(cuda_devices=4, cuda_name="A100", cuda_capability=(8, 0), cpu_cores=32)
+MAC = Probe(mps=True, cpu_cores=10)
+
+
+def plan(probe, **asked):
+    return plan_hardware(HardwareRequest(**asked), probe)
+
+
+def test_cpu_only_machine():
+    p = plan(CPU)
+    assert (p.accelerator, p.devices, p.strategy, p.precision, p.threads) == ("cpu", 1, "auto", "32-true", 8)
+    assert p.trainer_kwargs()["benchmark"] is None and not p.tf32
+
+
+def test_one_gpu_with_bf16():
+    p = plan(H100)
+    assert (p.accelerator, p.devices, p.strategy, p.precision) == ("cuda", 1, "auto", "bf16-mixed")
+    assert p.tf32 and p.cudnn_benchmark
+
+
+def test_one_gpu_without_bf16_uses_fp16_and_older_gpus_full_precision():
+    assert plan(V100).precision == "16-mixed" and not plan(V100).tf32
+    assert plan(K80).precision == "32-true"
+
+
+def test_four_gpus_use_one_by_default_and_ddp_only_when_asked():
+    assert plan(FOUR_A100).devices == 1
+    p = plan(FOUR_A100, devices="auto")
+    assert (p.devices, p.strategy, p.processes, p.threads) == (4, "ddp", 4, 8)
+    assert "nccl" in p.reasons["strategy"]
+    assert plan(FOUR_A100, devices=2, num_nodes=3).processes == 6
+
+
+def test_mps_is_chosen_in_full_precision():
+    p = plan(MAC)
+    assert (p.accelerator, p.precision) == ("mps", "32-true")
+    assert "--accelerator cpu" in p.reasons["accelerator"]
+
+
+def test_explicit_requests_win_and_are_reported():
+    p = plan(H100, accelerator="cpu", precision="bf16-mixed")
+    assert (p.accelerator, p.precision) == ("cpu", "bf16-mixed")
+    assert p.reasons["accelerator"] == "you asked for cpu" and p.reasons["precision"] == "you asked for bf16-mixed"
+    assert plan(FOUR_A100, precision="32").precision == "32-true"
+
+
+def test_cpu_ddp_only_when_asked_and_threads_are_shared():
+    assert plan(CPU, devices="auto").devices == 1
+    p = plan(CPU, devices=2)
+    assert (p.strategy, p.threads) == ("ddp", 4) and "gloo" in p.reasons["strategy"]
+
+
+@pytest.mark.parametrize(
+    "probe, asked, message",
+    [
+        (CPU, {"accelerator": "gpu"}, "gpu was asked for but no CUDA GPU is available here"),
+        (H100, {"devices": 4}, "asked for 4 cuda devices but this machine has 1"),
+        (CPU, {"precision": "16-mixed"}, "16-mixed needs a CUDA GPU of capability 7.0 or newer, not cpu"),
+        (V100, {"precision": "bf16-mixed"}, "bf16-mixed needs CUDA capability 8.0 or newer"),
+        (CPU, {"accelerator": "tpu"}, "unknown accelerator 'tpu'"),
+        (CPU, {"devices": 0}, "must be a positive number or 'auto'"),
+        (CPU, {"devices": 64}, "asked for 64 CPU processes but this machine has 8 cores"),
+    ],
+)
+def test_impossible_requests_are_one_line_errors(probe, asked, message):
+    with pytest.raises(UserError, match=message):
+        plan(probe, **asked)

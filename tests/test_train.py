@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from src.models.classifier import DigitClassifier
+from src.train import main
+from tests.conftest import KAGGLE_DIR, ROOT
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    """One real epoch of lenet5 (its own recipe) on the full MNIST training split."""
+    logdir = tmp_path_factory.mktemp("logs")
+    assert main(["--model", "lenet5", "--max-epochs", "1", "--logdir", str(logdir)]) == 0
+    return logdir / "lenet5" / "version_0"
+
+
+@pytest.mark.slow
+def test_one_epoch_reaches_98_percent_and_writes_results(one_epoch_run):
+    results = json.loads((one_epoch_run / "results.json").read_text())
+    assert results["test_acc"] >= 0.98
+    assert results["evaluated_on"] == "MNIST test set (10,000 images)"
+    assert (results["model"], results["parameters"], results["epochs_run"], results["best_epoch"]) == (
+        "lenet5",
+        61706,
+        1,
+        1,
+    )
+    assert results["train_images"] == 54000 and results["train_images_per_second"] > 0
+    assert results["hardware"]["accelerator"] == "cpu" and results["hardware"]["precision"] == "32-true"
+    for key in ("test_loss", "train_seconds", "wall_seconds", "best_checkpoint", "last_checkpoint", "seed"):
+        assert key in results
+    config = yaml.safe_load((one_epoch_run / "config.yaml").read_text())
+    assert config["model"] == "lenet5" and config["max_epochs"] == 1 and config["batch_size"] == 32
+
+
+@pytest.mark.slow
+def test_tensorboard_has_the_promised_scalars_and_images(one_epoch_run):
+    events = EventAccumulator(str(one_epoch_run))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp_metric"} <= scalars
+    assert any(tag.startswith("lr-") for tag in scalars)
+    assert "train/inputs" in events.Tags()["images"]
+    results = json.loads((one_epoch_run / "results.json").read_text())
+    assert events.Scalars("hp_metric")[-1].value == pytest.approx(results["test_acc"])
+
+
+@pytest.mark.slow
+def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
+    checkpoints = sorted((one_epoch_run / "checkpoints").glob("*.ckpt"))
+    assert [p.name for p in checkpoints] == ["best-epoch000.ckpt", "last.ckpt"]
+    for path in checkpoints:
+        torch.load(path, weights_only=True)
+    model = DigitClassifier.load_from_checkpoint(checkpoints[0], map_location="cpu", weights_only=True)
+    assert model.hparams.arch == "lenet5" and model.parameter_count == 61706
+
+
+def test_fast_dev_run_on_mnist_writes_nothing(tmp_path, capsys):
+    assert main(["--model", "lenet5", "--fast-dev-run", "--logdir", str(tmp_path / "logs")]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "on the MNIST test set (10,000 images)" in out
+    assert "fast-dev-run: nothing was written" in out
+    assert not (tmp_path / "logs").exists()
+
+
+def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, capsys):
+    argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--fast-dev-run"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    assert (
+        "on the validation split of train.csv (200 images; Kaggle's test.csv has no labels)" in capsys.readouterr().out
+    )
+
+
+def test_interrupted_run_resumes_in_the_same_directory(tmp_path):
+    common = ["--model", "lenet5", "--logdir", str(tmp_path), "--limit-train-batches", "20", "--limit-val-batches", "2"]
+    assert main([*common, "--max-epochs", "1"]) == 0
+    assert main([*common, "--max-epochs", "2", "--resume", "last"]) == 0
+    runs = sorted(p.name for p in (tmp_path / "lenet5").iterdir())
+    assert runs == ["version_0"]
+    results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
+    assert results["epochs_run"] == 2 and results["train_images"] == 20 * 32  # only the second epoch ran
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "resnet999"], "error: --model: unknown model 'resnet999'; choose from lenet5"),
+        (["--max-epochs", "many"], "error: python -m src.train: argument --max-epochs: invalid int value: 'many'"),
+        (["--data-dir", "/no/such/dir"], "error: /no/such/dir: data directory does not exist"),
+        (["--data", "kaggle"], "error: --data-dir: --data kaggle needs the folder that holds Kaggle's train.csv"),
+        (
+            ["--precision", "16-mixed", "--accelerator", "cpu"],
+            "error: --precision: 16-mixed needs a CUDA GPU of capability 7.0 or newer, not cpu",
+        ),
+        (["--resume", "last"], "error: --resume last: no run of lenet5 under"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    assert main([*argv, "--logdir", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+    assert not (tmp_path / "logs").exists()
+
+
+def test_bad_csv_row_stops_the_command_with_the_line(tmp_path, capsys):
+    lines = (KAGGLE_DIR / "train.csv").read_text().splitlines()[:50]
+    lines[17] = lines[17].replace(",0,", ",256,", 1)
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    argv = ["--data", "kaggle", "--data-dir", str(tmp_path), "--fast-dev-run"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'train.csv'}, line 18: pixel0 is 256, outside 0..255\n"
+
+
+def test_command_line_exit_status_and_no_traceback():
+    done = subprocess.run(
+        [sys.executable, "-m", "src.train", "--model", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert done.stderr == "error: --model: unknown model 'nope'; choose from lenet5\n"
