@@ -26,6 +26,7 @@ class Recipe:
     # optimisation
     max_epochs: int = 10
     batch_size: int = 64  # global: divided across processes
+    batch_schedule: dict | None = None  # {epoch: batch size from that epoch on (epochs count from 0)}
     eval_batch_size: int = 1000
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -35,6 +36,7 @@ class Recipe:
     monitor: str = "val/loss"
     early_stopping: dict | None = None  # {patience, min_delta}
     label_smoothing: float = 0.0
+    augment: dict | None = None  # rotation, zoom, shift, elastic_alpha, elastic_sigma (src/data/augment.py)
     init: str = "torch"
     seed: int = 0
     deterministic: bool = False
@@ -156,6 +158,15 @@ def validate(recipe: Recipe) -> None:
         raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
     if recipe.monitor.startswith("val/") and recipe.limit_val_batches == 0:
         raise UserError("--limit-val-batches", f"0 disables validation, but the recipe monitors {recipe.monitor}")
+    if recipe.batch_schedule is not None:
+        for epoch, size in recipe.batch_schedule.items():
+            if not (isinstance(epoch, int) and isinstance(size, int) and epoch >= 0 and size >= 1):
+                raise UserError(
+                    "batch_schedule", f"expected epoch: batch size as whole numbers, got {epoch!r}: {size!r}"
+                )
+    from src.data.augment import Augmentation
+
+    Augmentation.from_recipe(recipe.augment)
     import torch
 
     build_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr, recipe.optimizer_args)

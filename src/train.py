@@ -103,8 +103,9 @@ def train(recipe: Recipe) -> int:
     plan = plan_hardware(
         HardwareRequest(recipe.accelerator, recipe.devices, recipe.strategy, recipe.precision, recipe.num_nodes), probe
     )
-    if recipe.batch_size % plan.processes:
-        raise UserError("--batch-size", f"{recipe.batch_size} does not divide across {plan.processes} processes")
+    for size in [recipe.batch_size, *(recipe.batch_schedule or {}).values()]:
+        if size % plan.processes:
+            raise UserError("--batch-size", f"{size} does not divide across {plan.processes} processes")
     resume_from = resume_checkpoint(recipe.resume, recipe.logdir, recipe.model) if recipe.resume else None
     if resume_from is not None:
         _check_same_model(resume_from, recipe.model)
@@ -120,6 +121,8 @@ def train(recipe: Recipe) -> int:
         val_fraction=recipe.val_fraction,
         val_split=recipe.val_split,
         split_seed=recipe.seed,
+        batch_schedule={epoch: size // plan.processes for epoch, size in (recipe.batch_schedule or {}).items()},
+        augment=recipe.augment,
     )
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data error surfaces here, before anything is written
@@ -153,6 +156,7 @@ def train(recipe: Recipe) -> int:
         limit_train_batches=recipe.limit_train_batches,
         limit_val_batches=recipe.limit_val_batches,
         deterministic=recipe.deterministic,
+        reload_dataloaders_every_n_epochs=1 if recipe.batch_schedule else 0,
         log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches)),
         enable_model_summary=False,
     )

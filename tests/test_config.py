@@ -35,7 +35,10 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        ({"model": "resnet999"}, "--model: unknown model 'resnet999'; choose from lenet5"),
+        (
+            {"model": "resnet999"},
+            "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5",
+        ),
         ({"lr": -1.0}, "lr: must be positive, got -1.0"),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
         ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
@@ -65,3 +68,28 @@ def test_wrong_types_and_bad_yaml(tmp_path):
     path.write_text("model: lenet5\noptimizer_args: {betas: 3}\n")
     with pytest.raises(UserError, match="optimizer_args: not accepted by adam"):
         resolve_recipe({}, str(path))
+
+
+def test_seed_recipes_carry_the_notebooks_values():
+    keras_cnn = resolve_recipe({"model": "keras_cnn"})
+    assert (keras_cnn.optimizer, keras_cnn.lr, keras_cnn.optimizer_args) == (
+        "adadelta",
+        1.0,
+        {"rho": 0.95, "eps": 1e-7},
+    )
+    assert (keras_cnn.batch_size, keras_cnn.max_epochs) == (128, 10)
+    bn_cnn = resolve_recipe({"model": "bn_cnn"})
+    assert (bn_cnn.batch_size, bn_cnn.batch_schedule, bn_cnn.max_epochs) == (1000, {10: 10000}, 13)
+    assert (bn_cnn.optimizer, bn_cnn.optimizer_args) == ("rmsprop", {"alpha": 0.9, "eps": 1e-7})
+    assert round(60000 * bn_cnn.val_fraction) == 10000 and bn_cnn.val_split == "head"
+    deep_cnn = resolve_recipe({"model": "deep_cnn"})
+    assert deep_cnn.augment == {"rotation": 15, "zoom": 1.0} and deep_cnn.val_fraction == 0.2
+    for name in ("mlp", "simple_cnn"):
+        recipe = resolve_recipe({"model": name})
+        assert (recipe.optimizer, recipe.batch_size, recipe.max_epochs, recipe.val_fraction, recipe.val_split) == (
+            "rmsprop",
+            128,
+            3,
+            0.3,
+            "tail",
+        )

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -90,7 +91,7 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--model", "resnet999"], "error: --model: unknown model 'resnet999'; choose from lenet5"),
+        (["--model", "resnet999"], "error: --model: unknown model 'resnet999'; choose from bn_cnn"),
         (["--max-epochs", "many"], "error: python -m src.train: argument --max-epochs: invalid int value: 'many'"),
         (["--data-dir", "/no/such/dir"], "error: /no/such/dir: data directory does not exist"),
         (["--data", "kaggle"], "error: --data-dir: --data kaggle needs the folder that holds Kaggle's train.csv"),
@@ -122,4 +123,29 @@ def test_command_line_exit_status_and_no_traceback():
         [sys.executable, "-m", "src.train", "--model", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
-    assert done.stderr == "error: --model: unknown model 'nope'; choose from lenet5\n"
+    assert (
+        done.stderr
+        == "error: --model: unknown model 'nope'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5\n"
+    )
+
+
+def run_recipe(tmp_path, recipe: str, *flags: str) -> Path:
+    """Train a recipe given as YAML text for a few batches; returns its run directory."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    assert main(["--config", str(path), "--logdir", str(tmp_path), "--limit-val-batches", "1", *flags]) == 0
+    return tmp_path / "lenet5" / "version_0"
+
+
+def test_batch_schedule_is_followed_by_a_real_run(tmp_path):
+    recipe = "model: lenet5\nbatch_size: 32\nbatch_schedule: {1: 64}\nmax_epochs: 2\nmonitor: val/acc\n"
+    run = run_recipe(tmp_path, recipe, "--limit-train-batches", "3")
+    assert json.loads((run / "results.json").read_text())["train_images"] == 3 * 32 + 3 * 64
+
+
+def test_augmented_run_logs_a_grid_of_what_the_model_saw(tmp_path):
+    recipe = "model: lenet5\nmax_epochs: 1\naugment: {rotation: 10, zoom: 0.1, shift: 0.1}\n"
+    run = run_recipe(tmp_path, recipe, "--limit-train-batches", "2")
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert "train/inputs" in events.Tags()["images"]

@@ -7,6 +7,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
+from src.data.augment import Augmentation
 from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import load_mnist
 from src.data.transforms import normalise
@@ -60,6 +61,8 @@ class DigitsDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         val_split: str = "random",
         split_seed: int = 0,
+        batch_schedule: dict | None = None,
+        augment: dict | None = None,
     ):
         super().__init__()
         if data not in SOURCES:
@@ -67,7 +70,7 @@ class DigitsDataModule(pl.LightningDataModule):
         if val_split not in SPLITS:
             raise UserError("val_split", f"unknown split {val_split!r}; choose from {', '.join(SPLITS)}")
         self.save_hyperparameters()
-        self.augment = None  # set by the seed-models work: a callable on float batches, training only
+        self.augment = Augmentation.from_recipe(augment)  # training batches only
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -105,15 +108,26 @@ class DigitsDataModule(pl.LightningDataModule):
             raise UserError(csv, "has no label column; training needs Kaggle's labelled train.csv")
         return images, labels
 
+    def batch_size_at(self, epoch: int) -> int:
+        """The per-process training batch size of `epoch` (0-based), following `batch_schedule`."""
+        size = self.hparams.batch_size
+        for start, scheduled in sorted((self.hparams.batch_schedule or {}).items()):
+            if epoch >= start:
+                size = scheduled
+        return size
+
     def train_batches_per_epoch(self, limit: int | float | None = None) -> int:
-        batches = math.ceil(len(self.train_set) / self.hparams.batch_size)
+        """The fewest training batches of any epoch (the largest scheduled batch)."""
+        largest = max([self.hparams.batch_size, *(self.hparams.batch_schedule or {}).values()])
+        batches = math.ceil(len(self.train_set) / largest)
         if isinstance(limit, int):
             return max(1, min(batches, limit))
         return max(1, int(batches * limit)) if limit is not None else batches
 
     # Data is already in memory: worker processes would only add start-up and copying.
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True, collate_fn=keep_batch)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return DataLoader(self.train_set, batch_size=self.batch_size_at(epoch), shuffle=True, collate_fn=keep_batch)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)

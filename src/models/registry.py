@@ -5,7 +5,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from src.errors import UserError
+from src.models.bn_cnn import BnCnn
+from src.models.deep_cnn import DeepCnn
+from src.models.keras_cnn import KerasCnn
 from src.models.lenet5 import LeNet5
+from src.models.mlp import Mlp
+from src.models.simple_cnn import SimpleCnn
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,11 @@ class Architecture:
 
 
 ARCHITECTURES = {
+    "bn_cnn": Architecture(BnCnn, "1: small CNN with batch norm (MNIST)", 98.89),
+    "keras_cnn": Architecture(KerasCnn, "2: the classic Keras MNIST example (MNIST)", 99.04),
+    "deep_cnn": Architecture(DeepCnn, "3: deeper CNN with augmentation (Kaggle CSV)", 99.14),
+    "mlp": Architecture(Mlp, "4: fully connected (MNIST)", 96.0),
+    "simple_cnn": Architecture(SimpleCnn, "4: one convolution (MNIST)", 96.0),
     "lenet5": Architecture(LeNet5, "5: LeNet-5 (Kaggle CSV)", 97.19),
 }
 INITS = ("torch", "keras")

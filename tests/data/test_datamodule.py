@@ -37,3 +37,10 @@ def test_training_batches_cover_the_split_once_per_epoch_in_a_new_order():
     assert len(first) == 54000
     assert torch.equal(first.sort().values, dm.train_set.labels.sort().values)
     assert not torch.equal(first, second)
+
+
+def test_batch_schedule_changes_the_batch_size_per_epoch():
+    dm = DigitsDataModule(batch_size=1000, val_fraction=1 / 6, val_split="head", batch_schedule={10: 10000})
+    dm.setup()
+    assert [dm.batch_size_at(epoch) for epoch in (0, 9, 10, 12)] == [1000, 1000, 10000, 10000]
+    assert dm.train_batches_per_epoch() == 5  # 50,000 images at 10,000: what log_every_n_steps must not exceed

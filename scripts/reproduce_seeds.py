@@ -1,0 +1,82 @@
+"""Train every notebook model with its own recipe on MNIST and compare with the notebook's figure.
+
+    python scripts/reproduce_seeds.py                       # the full recipes (about an hour on 2 CPU cores)
+    python scripts/reproduce_seeds.py --epochs-scale 0.2    # a quick pass: a fifth of each recipe's epochs
+    python scripts/reproduce_seeds.py --models lenet5 mlp --max-epochs 1
+
+Each model runs through `python -m src.train` (in-process), so its run directory, checkpoints and
+results.json land under --logdir as usual. Prints one markdown table (also written to --output).
+"""
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.atomic import atomic_write_text  # noqa: E402
+from src.config import resolve_recipe  # noqa: E402
+from src.models.registry import ARCHITECTURES  # noqa: E402
+from src.runs import version_dirs  # noqa: E402
+from src.train import main as train  # noqa: E402
+
+
+def machine() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}"
+    cores = len(__import__("os").sched_getaffinity(0))
+    return f"{cores}-core CPU ({platform.machine()})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each recipe's max_epochs")
+    parser.add_argument("--max-epochs", type=int, default=None, help="cap every recipe's epochs")
+    parser.add_argument("--logdir", default="lightning_logs/reproduce")
+    parser.add_argument("--output", default=None, help="also write the table to this file")
+    parser.add_argument("--accelerator", default="auto")
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.models:
+        epochs = max(1, math.ceil(resolve_recipe({"model": name}).max_epochs * args.epochs_scale))
+        if args.max_epochs:
+            epochs = min(epochs, args.max_epochs)
+        started = time.perf_counter()
+        status = train(
+            ["--model", name, "--max-epochs", str(epochs), "--logdir", args.logdir, "--accelerator", args.accelerator]
+        )
+        wall = time.perf_counter() - started
+        if status != 0:
+            rows.append(f"| {name} | | {epochs} | | failed (exit {status}) | {wall:.0f} | | |")
+            continue
+        results = json.loads((version_dirs(args.logdir, name)[-1] / "results.json").read_text())
+        reported = ARCHITECTURES[name].reported_accuracy
+        ours = results["test_acc"] * 100
+        verdict = "beats" if ours >= reported else "short of"
+        rows.append(
+            f"| {name} | {results['parameters']:,} | {results['epochs_run']} | {reported:.2f}% | "
+            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine()} |"
+        )
+    table = "\n".join(
+        [
+            "| model | parameters | epochs | notebook | ours (MNIST test) | wall s | train images/s | machine |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+            *rows,
+        ]
+    )
+    print("\n" + table)
+    if args.output:
+        atomic_write_text(args.output, table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from src.models import ARCHITECTURES, build_model, count_parameters
+from src.models.__main__ import main as list_models
+
+SEEDS_PARAMETERS = {
+    "bn_cnn": 316_602,
+    "keras_cnn": 1_199_882,
+    "deep_cnn": 594_922,
+    "mlp": 570_602,
+    "simple_cnn": 693_962,
+    "lenet5": 61_706,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS_PARAMETERS))
+def test_parameter_count_and_output_shape_match_seeds(name):
+    model = build_model(name).eval()
+    assert count_parameters(model) == SEEDS_PARAMETERS[name]
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_registry_holds_exactly_the_seed_models():
+    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS)
+
+
+def test_bn_cnn_uses_keras_batch_norm_semantics():
+    norm = next(m for m in build_model("bn_cnn").modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert (norm.momentum, norm.eps) == (0.01, 1e-3)
+
+
+def test_keras_init_uses_zero_biases():
+    model = build_model("lenet5", init="keras")
+    biases = [m.bias for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert all(torch.count_nonzero(b) == 0 for b in biases)
+
+
+def test_model_table_lists_every_model(capsys):
+    assert list_models([]) == 0
+    out = capsys.readouterr().out
+    assert "| bn_cnn | 1: small CNN with batch norm (MNIST) | 316,602 | 98.89% |" in out
+    assert out.count("\n") == 2 + len(SEEDS_PARAMETERS)
