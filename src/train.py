@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import platform
 import sys
 import time
@@ -12,6 +13,7 @@ from src.config import Recipe, resolve_recipe, to_yaml
 from src.errors import UserError
 
 DEFAULTS = Recipe()
+RUN_VERSION_VARIABLE = "MNIST_LIGHTNING_RUN_VERSION"
 
 
 class Parser(argparse.ArgumentParser):
@@ -90,6 +92,7 @@ def train(recipe: Recipe) -> int:
     # Imported here so that `--help`, `--print-config` and recipe errors answer at once.
     import lightning.pytorch as pl
     import torch
+    from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
@@ -141,7 +144,13 @@ def train(recipe: Recipe) -> int:
         run_dir = run_dir_of(resume_from)
         logger = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
     else:
-        logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model)
+        # DDP re-runs this command in every process; they must all use the version rank 0 chose.
+        version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None
+        logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model, version=version)
+        if plan.processes > 1:
+            os.environ[RUN_VERSION_VARIABLE] = (
+                logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+            )
     writes_files = not recipe.fast_dev_run
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
@@ -172,9 +181,21 @@ def train(recipe: Recipe) -> int:
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
-    tested = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
-    if not trainer.is_global_zero:
-        return 0
+    tester = trainer
+    if trainer.world_size > 1:
+        # Test in one process: a DistributedSampler pads the test set with duplicates, and synced
+        # metrics would wait for processes that have finished.
+        torch.distributed.destroy_process_group()
+        if not trainer.is_global_zero:
+            return 0
+        tester = pl.Trainer(
+            accelerator=plan.accelerator,
+            devices=1,
+            precision=plan.precision,
+            logger=logger,
+            callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
+        )
+    tested = tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
     throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
     test_acc, test_loss = tested["test/acc"], tested["test/loss"]
     print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on the {datamodule.test_description}")
@@ -234,6 +255,10 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
     # Batches are sliced from in-memory tensors: worker processes would only add copying.
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Epoch metrics are synced by torchmetrics' compute() before they are logged, so Lightning's advice
+    # to add sync_dist does not apply; and the one-process tester after DDP needs no training callbacks.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
     # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 

@@ -21,3 +21,14 @@ def mnist_copy(tmp_path: Path) -> Path:
 def raw_labels(tmp_path: Path) -> bytes:
     """The decompressed bytes of MNIST's test labels (10,008 bytes: header + 10,000 labels)."""
     return gzip.decompress((MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes())
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory) -> Path:
+    """A lenet5 run trained for 100 batches: a real checkpoint, results.json and TensorBoard events."""
+    from src.train import main as train
+
+    logdir = tmp_path_factory.mktemp("short_run")
+    argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "100", "--logdir", str(logdir)]
+    assert train(argv) == 0
+    return logdir / "lenet5" / "version_0"

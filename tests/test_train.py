@@ -8,6 +8,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from src.evaluate import main as evaluate
 from src.models.classifier import DigitClassifier
 from src.train import main
 from tests.conftest import KAGGLE_DIR, ROOT
@@ -149,3 +150,30 @@ def test_augmented_run_logs_a_grid_of_what_the_model_saw(tmp_path):
     events = EventAccumulator(str(run), size_guidance={"images": 0})
     events.Reload()
     assert "train/inputs" in events.Tags()["images"]
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
+    command = [sys.executable, "-m", "src.train", "--model", "lenet5", "--accelerator", "cpu", "--devices", "2"]
+    command += [
+        "--max-epochs",
+        "1",
+        "--limit-train-batches",
+        "20",
+        "--limit-val-batches",
+        "2",
+        "--logdir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ddp          DDP: more than one process (gloo)" in done.stdout
+    assert "16 per process x 2 process(es)" in done.stdout
+    assert [p.name for p in (tmp_path / "lenet5").iterdir()] == ["version_0"]
+    results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
+    assert results["train_images"] == 20 * 16 * 2  # each process its own 20 batches of 16
+    # The final test ran in one process on exactly the 10,000 test images: evaluation agrees.
+    assert results["evaluated_on"] == "MNIST test set (10,000 images)"
+    assert evaluate(["--ckpt", str(tmp_path / "lenet5" / "version_0")]) == 0
+    metrics = json.loads((tmp_path / "lenet5" / "version_0" / "evaluation" / "metrics.json").read_text())
+    assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)

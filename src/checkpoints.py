@@ -1,0 +1,70 @@
+"""Load a trained DigitClassifier from a .ckpt file or a run directory, safely (weights_only)."""
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from src.errors import UserError
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A .ckpt file as given, or a run directory's best checkpoint (results.json, else best-*.ckpt, else last.ckpt)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise UserError(path, "no such checkpoint file or run directory")
+    results = path / "results.json"
+    if results.is_file():
+        try:
+            best = json.loads(results.read_text()).get("best_checkpoint")
+        except (json.JSONDecodeError, OSError):
+            best = None
+        if best and Path(best).is_file():
+            return Path(best)
+    candidates = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
+    if not candidates:
+        raise UserError(path, "run directory has no checkpoints/best-*.ckpt or last.ckpt")
+    return candidates[-1]
+
+
+def read_checkpoint(path: Path) -> dict:
+    """torch.load with weights_only=True: tensors and plain values only, so a file cannot run code."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).splitlines()[0] if str(e) else "it holds Python objects"
+        raise UserError(path, f"refused: not a plain-weights checkpoint ({reason[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise UserError(path, "is not a Lightning checkpoint of this project (no state_dict)")
+    return checkpoint
+
+
+def load_classifier(path: str | Path):
+    """(DigitClassifier in eval mode on the CPU, the checkpoint file used)."""
+    from src.models.classifier import DigitClassifier
+    from src.models.registry import ARCHITECTURES
+
+    checkpoint_path = resolve_checkpoint(path)
+    checkpoint = read_checkpoint(checkpoint_path)
+    hyperparameters = checkpoint.get("hyper_parameters") or {}
+    arch = hyperparameters.get("arch")
+    if arch not in ARCHITECTURES:
+        raise UserError(
+            checkpoint_path, f"architecture {arch!r} is unknown to this project ({', '.join(ARCHITECTURES)})"
+        )
+    try:
+        model = DigitClassifier(**hyperparameters)
+    except TypeError as e:
+        raise UserError(checkpoint_path, f"hyperparameters do not fit DigitClassifier ({e})") from None
+    try:
+        model.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first[:160]})") from None
+    return model.eval(), checkpoint_path

@@ -1,0 +1,163 @@
+"""python -m src.evaluate --ckpt PATH [PATH ...]: metrics, confusion matrix and figures of a model or an ensemble."""
+
+import sys
+from pathlib import Path
+
+from src.errors import UserError
+from src.train import Parser
+
+WORST_SHOWN = 32
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m src.evaluate", description="Evaluate checkpoints; several make an ensemble.")
+    p.add_argument("--ckpt", nargs="+", required=True, help="a .ckpt file or a run directory (its best checkpoint)")
+    p.add_argument(
+        "--data",
+        choices=("mnist", "kaggle"),
+        default="mnist",
+        help="MNIST test set, or the Kaggle validation split (default: mnist)",
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="MNIST files, or the folder with Kaggle's train.csv (default: data/MNIST/raw)"
+    )
+    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
+    p.add_argument("--output-dir", default=None, help="where figures and metrics.json go (default: RUN/evaluation)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return evaluate(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def evaluation_set(data: str, data_dir: str | None, split: dict):
+    """(uint8 images [N, 28, 28], labels [N], description) to evaluate on."""
+    from src.data.datamodule import DigitsDataModule
+    from src.data.mnist import load_mnist
+
+    if data == "mnist":
+        images, labels = load_mnist("test", data_dir)
+        return images, labels, f"MNIST test set ({len(labels):,} images)"
+    keys = ("val_fraction", "val_split", "split_seed")
+    datamodule = DigitsDataModule(data="kaggle", data_dir=data_dir, **{k: split[k] for k in keys if k in split})
+    datamodule.setup()
+    return datamodule.test_set.images, datamodule.test_set.labels, datamodule.test_description
+
+
+def score(probabilities, labels) -> dict:
+    """Accuracy, loss, per-class precision/recall/F1 and the confusion matrix (torchmetrics)."""
+    import torch
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
+    kwargs = {"num_classes": 10, "validate_args": False}
+    return {
+        "accuracy": multiclass_accuracy(probabilities, labels, average="micro", **kwargs).item(),
+        "loss": torch.nn.functional.nll_loss(probabilities.clamp(min=1e-12).log(), labels).item(),
+        "errors": int((probabilities.argmax(dim=1) != labels).sum()),
+        "precision": multiclass_precision(probabilities, labels, average=None, **kwargs).tolist(),
+        "recall": multiclass_recall(probabilities, labels, average=None, **kwargs).tolist(),
+        "f1": multiclass_f1_score(probabilities, labels, average=None, **kwargs).tolist(),
+        "confusion_matrix": multiclass_confusion_matrix(probabilities, labels, **kwargs).tolist(),
+    }
+
+
+def evaluate(args) -> int:
+    import torch
+
+    from src.checkpoints import load_classifier, read_checkpoint
+    from src.inference import ensemble_probabilities, predict_probabilities
+    from src.runs import run_dir_of, write_json
+
+    loaded = [load_classifier(path) for path in args.ckpt]
+    split = read_checkpoint(loaded[0][1]).get("datamodule_hyper_parameters") or {}
+    images, labels, description = evaluation_set(args.data, args.data_dir, split)
+    members = [predict_probabilities(model, images, args.batch_size) for model, _ in loaded]
+    reports = [
+        {"checkpoint": str(path), **score(probs, labels)} for probs, (_, path) in zip(members, loaded, strict=True)
+    ]
+    final = ensemble_probabilities(members) if len(members) > 1 else members[0]
+    final_report = score(final, labels)
+
+    print(f"evaluated on the {description}")
+    for report in reports:
+        print(
+            f"  {report['accuracy']:.2%} accuracy, loss {report['loss']:.4f}, {report['errors']} errors: {report['checkpoint']}"
+        )
+    if len(members) > 1:
+        print(
+            f"  {final_report['accuracy']:.2%} accuracy, loss {final_report['loss']:.4f}, {final_report['errors']} errors: ensemble of {len(members)} (mean of probabilities)"
+        )
+    print(per_class_table(final_report, labels))
+
+    run_dir = run_dir_of(loaded[0][1])
+    output = (
+        Path(args.output_dir)
+        if args.output_dir
+        else run_dir / ("evaluation" if len(members) == 1 else "evaluation-ensemble")
+    )
+    write_json(
+        output / "metrics.json",
+        {"evaluated_on": description, "members": reports, "ensemble": final_report if len(members) > 1 else None},
+    )
+    write_figures(output, run_dir, images, labels, final, torch.tensor(final_report["confusion_matrix"]), description)
+    print(f"metrics.json and figures: {output}")
+    return 0
+
+
+def per_class_table(report: dict, labels) -> str:
+    support = labels.bincount(minlength=10).tolist()
+    lines = ["digit  precision  recall     f1  support"]
+    for digit in range(10):
+        p, r, f = report["precision"][digit], report["recall"][digit], report["f1"][digit]
+        lines.append(f"{digit:>5}  {p:>9.4f}  {r:>6.4f}  {f:>5.4f}  {support[digit]:>7}")
+    lines.append("confusion matrix (rows: true digit, columns: predicted)")
+    lines += [" ".join(f"{count:>5}" for count in row) for row in report["confusion_matrix"]]
+    return "\n".join(lines)
+
+
+def write_figures(output: Path, run_dir: Path, images, labels, probabilities, matrix, description: str) -> None:
+    """confusion_matrix.png, misclassified.png and curves.png, also logged to the run's TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from src.figures import confusion_matrix_figure, curves_figure, image_grid_figure, save_figure
+
+    confidence, predicted = probabilities.max(dim=1)
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True)][:WORST_SHOWN]
+    captions = [f"true {labels[i]} -> {predicted[i]} ({confidence[i]:.0%})" for i in worst.tolist()]
+    figures = {
+        "confusion_matrix": confusion_matrix_figure(matrix, f"Confusion matrix: {description}"),
+        "misclassified": image_grid_figure(images[worst], captions, f"{len(wrong)} mistakes, most confident first"),
+    }
+    curves = read_curves(run_dir)
+    if curves:
+        figures["curves"] = curves_figure(curves, f"Training curves: {run_dir}")
+    with SummaryWriter(log_dir=str(run_dir)) as writer:
+        for name, figure in figures.items():
+            writer.add_figure(f"evaluation/{name}", figure, close=False)
+            save_figure(figure, output / f"{name}.png")
+
+
+def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch train/val loss and accuracy from the run's TensorBoard events (epoch numbers from 1)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = [t for t in ("train/loss", "val/loss", "train/acc", "val/acc") if t in events.Tags().get("scalars", [])]
+    return {tag: [(epoch, e.value) for epoch, e in enumerate(events.Scalars(tag), start=1)] for tag in tags}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The figures evaluation and prediction write: confusion matrix, image grids, training curves."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from src.atomic import atomic_save  # noqa: E402
+
+
+def save_figure(figure, path: str | Path) -> None:
+    """Write a PNG atomically and release the figure."""
+    atomic_save(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(figure)
+
+
+def confusion_matrix_figure(matrix: torch.Tensor, title: str):
+    """matrix [10, 10]: rows are true digits, columns predicted."""
+    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    shown = axes.imshow(matrix.numpy(), cmap="Blues")
+    figure.colorbar(shown, ax=axes)
+    limit = matrix.max().item() / 2
+    for true in range(10):
+        for predicted in range(10):
+            count = int(matrix[true, predicted])
+            colour = "white" if count > limit else "black"
+            axes.text(predicted, true, str(count), ha="center", va="center", fontsize=7, color=colour)
+    axes.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true", title=title)
+    return figure
+
+
+def image_grid_figure(images: torch.Tensor, captions: list[str], title: str, columns: int = 8):
+    """images uint8 [N, 28, 28] (white ink on black), one caption under each."""
+    rows = max(1, -(-len(images) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.55), squeeze=False)
+    for index, axes in enumerate(grid.flat):
+        axes.axis("off")
+        if index < len(images):
+            axes.imshow(images[index].numpy(), cmap="gray", vmin=0, vmax=255)
+            axes.set_title(captions[index], fontsize=7)
+    figure.suptitle(title)
+    return figure
+
+
+def curves_figure(scalars: dict[str, list[tuple[int, float]]], title: str):
+    """Loss and accuracy per epoch; scalars maps a tag (train/loss, val/acc...) to (epoch, value) pairs."""
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for tag, points in sorted(scalars.items()):
+        axes = loss_axes if tag.endswith("loss") else acc_axes
+        epochs, values = zip(*points, strict=True)
+        axes.plot(epochs, values, marker="o", markersize=3, label=tag)
+    for axes, name in ((loss_axes, "loss"), (acc_axes, "accuracy")):
+        axes.set(xlabel="epoch", ylabel=name)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    return figure

@@ -1,0 +1,60 @@
+import pickle
+
+import pytest
+import torch
+
+from src.checkpoints import load_classifier, resolve_checkpoint
+from src.errors import UserError
+
+
+class Payload:
+    """Unpickling this object would create a file: the attack a weights_only load must refuse."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_run_directory_resolves_to_its_best_checkpoint(short_run):
+    assert resolve_checkpoint(short_run).name == "best-epoch000.ckpt"
+    model, path = load_classifier(short_run)
+    assert model.hparams.arch == "lenet5" and not model.training and path.name == "best-epoch000.ckpt"
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path):
+    target = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"arch": "lenet5"}, "extra": Payload(target)}, hostile)
+    with pytest.raises(UserError, match=r"hostile.ckpt: refused: not a plain-weights checkpoint"):
+        load_classifier(hostile)
+    assert not target.exists()
+    raw = tmp_path / "raw_pickle.ckpt"
+    raw.write_bytes(pickle.dumps(Payload(target)))
+    with pytest.raises(UserError, match=r"raw_pickle.ckpt: (refused|is not a readable checkpoint)"):
+        load_classifier(raw)
+    assert not target.exists()
+
+
+def test_other_architectures_and_mismatched_tensors_are_clear_errors(short_run, tmp_path):
+    checkpoint = torch.load(resolve_checkpoint(short_run), weights_only=True)
+    checkpoint["hyper_parameters"]["arch"] = "resnet152"
+    unknown = tmp_path / "unknown.ckpt"
+    torch.save(checkpoint, unknown)
+    with pytest.raises(UserError, match=r"unknown.ckpt: architecture 'resnet152' is unknown to this project"):
+        load_classifier(unknown)
+    checkpoint["hyper_parameters"]["arch"] = "mlp"
+    mismatched = tmp_path / "mismatched.ckpt"
+    torch.save(checkpoint, mismatched)
+    with pytest.raises(UserError, match=r"mismatched.ckpt: weights do not match architecture mlp"):
+        load_classifier(mismatched)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a zip")
+    with pytest.raises(UserError, match=r"corrupt.ckpt: is not a readable checkpoint"):
+        load_classifier(corrupt)
+    with pytest.raises(UserError, match=r"nothing.ckpt: no such checkpoint file or run directory"):
+        load_classifier(tmp_path / "nothing.ckpt")

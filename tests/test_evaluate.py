@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from src.evaluate import main
+
+
+def test_evaluation_matches_the_runs_test_accuracy_and_writes_figures(short_run, capsys):
+    assert main(["--ckpt", str(short_run)]) == 0
+    out = capsys.readouterr().out
+    results = json.loads((short_run / "results.json").read_text())
+    metrics = json.loads((short_run / "evaluation" / "metrics.json").read_text())
+    member = metrics["members"][0]
+    assert member["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert member["loss"] == pytest.approx(results["test_loss"], rel=1e-4)
+    assert sum(map(sum, member["confusion_matrix"])) == 10000
+    assert member["errors"] == 10000 - sum(member["confusion_matrix"][d][d] for d in range(10))
+    assert f"{results['test_acc']:.2%} accuracy" in out and "digit  precision  recall" in out
+    for figure in ("confusion_matrix.png", "misclassified.png", "curves.png"):
+        assert (short_run / "evaluation" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ensemble_reports_each_member_and_the_mean(short_run, capsys):
+    assert main(["--ckpt", str(short_run), str(short_run / "checkpoints" / "last.ckpt")]) == 0
+    metrics = json.loads((short_run / "evaluation-ensemble" / "metrics.json").read_text())
+    first, second = metrics["members"]
+    # best and last are the same weights here, so their mean must score exactly like each of them.
+    assert first["accuracy"] == second["accuracy"] == metrics["ensemble"]["accuracy"]
+    assert metrics["ensemble"]["loss"] == pytest.approx(first["loss"], rel=1e-5)
+    assert "ensemble of 2 (mean of probabilities)" in capsys.readouterr().out
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, capsys):
+    assert main(["--ckpt", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"
