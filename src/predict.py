@@ -1,0 +1,109 @@
+"""python -m src.predict --ckpt PATH --input test.csv | images...: a Kaggle submission, or digits in your own images."""
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+from src.errors import UserError
+from src.train import Parser
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m src.predict", description="Predict digits with one checkpoint or an ensemble.")
+    p.add_argument(
+        "--ckpt", nargs="+", required=True, help="a .ckpt file or a run directory; several average their probabilities"
+    )
+    p.add_argument("--input", nargs="+", required=True, help="Kaggle's test.csv, or image files and folders of images")
+    p.add_argument(
+        "--output",
+        default=None,
+        help="submission CSV for a Kaggle input (default: submission.csv); predictions CSV for images",
+    )
+    p.add_argument(
+        "--show-preprocessed", default=None, metavar="PNG", help="save the 28x28 images the model saw (images only)"
+    )
+    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return predict(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def predict(args) -> int:
+    from src.checkpoints import load_classifier
+
+    models = [load_classifier(path)[0] for path in args.ckpt]
+    if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):
+        return predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
+    return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size)
+
+
+def probabilities(models, images, batch_size: int):
+    from src.inference import ensemble_probabilities, predict_probabilities
+
+    return ensemble_probabilities([predict_probabilities(model, images, batch_size) for model in models])
+
+
+def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int) -> int:
+    """Kaggle's exact submission format: header ImageId,Label; ImageId from 1, one row per test row, in order."""
+    from src.atomic import atomic_write_text
+    from src.data.kaggle_csv import read_kaggle_csv
+
+    images, _ = read_kaggle_csv(source)
+    labels = probabilities(models, images, batch_size).argmax(dim=1).tolist()
+    lines = ["ImageId,Label", *(f"{image_id},{label}" for image_id, label in enumerate(labels, start=1))]
+    atomic_write_text(output, "\n".join(lines) + "\n")
+    print(f"{len(labels):,} predictions written to {output}")
+    return 0
+
+
+def predict_images(models, inputs: list[str], output: str | None, show: str | None, batch_size: int) -> int:
+    """Top-3 digits per image; a file that cannot be read is reported and the others still predicted."""
+    import torch
+
+    from src.data.images import read_digit_images
+
+    results = read_digit_images(inputs)
+    good = [(path, image) for path, image in results if not isinstance(image, UserError)]
+    for _, error in results:
+        if isinstance(error, UserError):
+            print(f"error: {error}", file=sys.stderr)
+    if not good:
+        return 2
+    images = torch.stack([image for _, image in good])
+    top = probabilities(models, images, batch_size).topk(3, dim=1)
+    rows = []
+    for (path, _), values, digits in zip(good, top.values.tolist(), top.indices.tolist(), strict=True):
+        print(f"{path}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))
+        rows.append([str(path), *(x for pair in zip(digits, values, strict=True) for x in (pair[0], f"{pair[1]:.6f}"))])
+    if output:
+        write_predictions(Path(output), rows)
+    if show:
+        from src.figures import image_grid_figure, save_figure
+
+        captions = [f"{Path(path).name[:18]}: {row[1]}" for (path, _), row in zip(good, rows, strict=True)]
+        save_figure(image_grid_figure(images, captions, "What the model saw (28x28, MNIST-style)"), show)
+        print(f"preprocessed images: {show}")
+    return 0 if len(good) == len(results) else 2
+
+
+def write_predictions(path: Path, rows: list[list]) -> None:
+    from src.atomic import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "top1", "p1", "top2", "p2", "top3", "p3"])
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+    print(f"predictions written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from src.data.mnist import load_mnist
+from src.predict import main
+from tests.conftest import KAGGLE_DIR
+
+
+def test_kaggle_submission_has_the_exact_format(short_run, tmp_path):
+    output = tmp_path / "submission.csv"
+    assert main(["--ckpt", str(short_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output)]) == 0
+    lines = output.read_text().splitlines()
+    assert len(lines) == 1001 and lines[0] == "ImageId,Label"
+    ids, labels = zip(*(line.split(",") for line in lines[1:]), strict=True)
+    assert [int(i) for i in ids] == list(range(1, 1001))
+    assert set(labels) <= set("0123456789") and len(set(labels)) > 5
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_bad_kaggle_csv_writes_no_submission(short_run, tmp_path, capsys):
+    source = tmp_path / "test.csv"
+    source.write_text("pixel0,pixel1\n1,2\n")
+    output = tmp_path / "submission.csv"
+    assert main(["--ckpt", str(short_run), "--input", str(source), "--output", str(output)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {source}, line 1: header has 2 columns, expected 784")
+    assert not output.exists()
+
+
+@pytest.fixture
+def digit_files(tmp_path):
+    """Three MNIST test digits as dark-on-light PNGs of another size, plus a file that is not an image."""
+    images, labels = load_mnist("test")
+    paths = []
+    for index in range(3):
+        paper = 255 - np.kron(images[index].numpy(), np.ones((6, 6), dtype=np.uint8))  # 168x168, black ink
+        path = tmp_path / f"digit{index}.png"
+        Image.fromarray(paper).convert("RGB").save(path)
+        paths.append(path)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    return paths, broken, labels[:3].tolist()
+
+
+def test_own_images_get_top3_and_a_bad_file_does_not_stop_the_others(short_run, digit_files, tmp_path, capsys):
+    paths, broken, labels = digit_files
+    output, preview = tmp_path / "preds.csv", tmp_path / "seen.png"
+    argv = ["--ckpt", str(short_run), "--input", str(paths[0]), str(broken), *map(str, paths[1:])]
+    assert main([*argv, "--output", str(output), "--show-preprocessed", str(preview)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {broken}: ")
+    rows = list(csv.DictReader(output.open()))
+    assert [row["file"] for row in rows] == [str(p) for p in paths]
+    assert [int(row["top1"]) for row in rows] == labels
+    for row in rows:
+        assert 1 >= float(row["p1"]) >= float(row["p2"]) >= float(row["p3"]) >= 0
+    assert preview.read_bytes()[:4] == b"\x89PNG"
+    assert f"{paths[0]}: {labels[0]} (" in captured.out
