@@ -21,8 +21,9 @@ def test_parameter_count_and_output_shape_match_seeds(name):
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
-def test_registry_holds_exactly_the_seed_models():
-    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS)
+def test_registry_holds_the_seed_models_and_ours():
+    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS) | {"fast_cnn"}
+    assert count_parameters(build_model("fast_cnn")) == 29_402
 
 
 def test_bn_cnn_uses_keras_batch_norm_semantics():
@@ -40,4 +41,5 @@ def test_model_table_lists_every_model(capsys):
     assert list_models([]) == 0
     out = capsys.readouterr().out
     assert "| bn_cnn | 1: small CNN with batch norm (MNIST) | 316,602 | 98.89% |" in out
-    assert out.count("\n") == 2 + len(SEEDS_PARAMETERS)
+    assert out.count("\n") == 2 + len(ARCHITECTURES)
+    assert "| fast_cnn | ours: fastest to 99% (configs/fast.yaml) | 29,402 | - |" in out
