@@ -10,6 +10,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.atomic import atomic_save
 from src.config import Recipe
+from src.errors import UserError
 from src.metrics import MONITOR_MODES
 
 
@@ -19,6 +20,40 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         atomic_save(path, lambda f: torch.save(checkpoint, f))
+
+
+class SaveOnInterrupt(pl.Callback):
+    """Ctrl-C or SIGTERM: save last.ckpt (mid-epoch) so `--resume` continues. Other exceptions save
+    nothing: weights after a failure (a NaN loss, say) must not replace a good checkpoint.
+    Lightning's OnExceptionCheckpoint saves on every exception and deletes its file at teardown."""
+
+    def __init__(self, checkpoint_dir: Path):
+        self.path = checkpoint_dir / "last.ckpt"
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
+            trainer.save_checkpoint(self.path)
+
+
+class StopOnNonFiniteLoss(pl.Callback):
+    """A NaN or infinite training loss ends the run at the end of its epoch (one check per epoch, no
+    per-step sync), before validation and checkpointing can save the broken weights."""
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer, pl_module) -> None:
+        loss_sum = pl_module.train_metrics.loss_sum
+        if not torch.isfinite(loss_sum):
+            raise UserError(
+                "training",
+                f"the loss became {loss_sum.item()} in epoch {trainer.current_epoch + 1}; "
+                f"try a lower learning rate than {pl_module.hparams.lr:g} (--lr)",
+            )
 
 
 class TrainThroughput(pl.Callback):
@@ -36,6 +71,8 @@ class TrainThroughput(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._sync(trainer)
         self._last = time.perf_counter()
+
+    on_train_start = on_train_epoch_start  # a run resumed mid-epoch starts without an epoch start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
@@ -55,9 +92,9 @@ class TrainThroughput(pl.Callback):
 def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
     mode = MONITOR_MODES[recipe.monitor]
-    callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput()]
+    callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
     if run_dir is not None:
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+        callbacks += [LearningRateMonitor(logging_interval="epoch"), SaveOnInterrupt(run_dir / "checkpoints")]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
         callbacks.append(
             ModelCheckpoint(

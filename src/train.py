@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -140,6 +141,9 @@ def train(recipe: Recipe) -> int:
         label_smoothing=recipe.label_smoothing,
         init=recipe.init,
     )
+    writes_files = not recipe.fast_dev_run
+    if writes_files:
+        check_writable(Path(recipe.logdir))
     if resume_from is not None:
         run_dir = run_dir_of(resume_from)
         logger = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
@@ -151,7 +155,6 @@ def train(recipe: Recipe) -> int:
             os.environ[RUN_VERSION_VARIABLE] = (
                 logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
             )
-    writes_files = not recipe.fast_dev_run
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
     trainer = pl.Trainer(
@@ -178,7 +181,18 @@ def train(recipe: Recipe) -> int:
 
             atomic_write_text(run_dir / "config.yaml", to_yaml(recipe))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C and SIGTERM into these
+        if not (trainer.interrupted and writes_files):
+            raise
+        if trainer.is_global_zero:
+            print(
+                f"interrupted in epoch {trainer.current_epoch + 1}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
+                f"continue with the same command and --resume {run_dir}",
+                file=sys.stderr,
+            )
+        return 130
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     tester = trainer
@@ -235,6 +249,16 @@ def train(recipe: Recipe) -> int:
     write_json(run_dir / "results.json", results)
     print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
     return 0
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before training, not at the first checkpoint, when run output cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise UserError(f"--logdir {directory}", f"cannot be written ({e.strerror or e})") from None
 
 
 def _check_same_model(checkpoint: Path, model: str) -> None:

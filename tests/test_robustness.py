@@ -1,0 +1,61 @@
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from src.train import main
+from tests.conftest import ROOT
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path):
+    common = ["--model", "lenet5", "--max-epochs", "3", "--limit-train-batches", "300", "--limit-val-batches", "2"]
+    command = [sys.executable, "-m", "src.train", *common, "--logdir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "the first epoch never finished"
+    time.sleep(1.0)  # now somewhere inside epoch 2
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    run = tmp_path / "lenet5" / "version_0"
+    assert f"saved {last}; continue with the same command and --resume {run}" in err
+    assert "Traceback" not in err
+    saved = torch.load(last, weights_only=True)
+    assert saved["epoch"] >= 1 and not (run / "results.json").exists()
+
+    assert main([*common, "--logdir", str(tmp_path), "--resume", "last"]) == 0
+    assert sorted(p.name for p in (tmp_path / "lenet5").iterdir()) == ["version_0"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["epochs_run"] == 3
+    events = EventAccumulator(str(run))
+    events.Reload()
+    # Metrics continue across the interruption: every epoch has its training loss logged.
+    assert {0, 1, 2} <= {int(e.value) for e in events.Scalars("epoch")}
+    assert len(events.Scalars("train/loss")) >= 3
+
+
+def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):
+    argv = ["--model", "lenet5", "--lr", "1e6", "--max-epochs", "2", "--limit-train-batches", "30"]
+    assert main([*argv, "--limit-val-batches", "2", "--logdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"error: training: the loss became (nan|inf) in epoch 1; try a lower learning rate than 1e\+06 \(--lr\)\n", err
+    )
+    assert not list((tmp_path / "lenet5" / "version_0").glob("checkpoints/*.ckpt"))
+
+
+def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["--model", "lenet5", "--logdir", str(blocker / "logs")]) == 2
+    assert capsys.readouterr().err == f"error: --logdir {blocker / 'logs'}: cannot be written (Not a directory)\n"
