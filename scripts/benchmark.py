@@ -1,17 +1,25 @@
-"""Training throughput of lenet5: this project vs a plain PyTorch loop vs a conventional Lightning pipeline.
+"""Speed of this project on the machine at hand, in one run: throughput, time-to-accuracy, start-up, memory.
 
-    python scripts/benchmark.py [--batch-sizes 32 256] [--rounds 5] [--seconds 3]
+    python scripts/benchmark.py [--batch-sizes 32 256] [--rounds 5] [--seconds 3] [--recipe configs/fast.yaml]
 
-All three train the same LeNet-5 with Adam on the same 54,000 MNIST images, on the same device and
-thread count. Rounds are interleaved (A, B, C, A, B, C, ...) and the table shows medians, so a slow
-spell of a shared machine hits every contender alike. Prints one markdown table.
+1. Throughput: lenet5 trained by this project vs a plain PyTorch loop vs a conventional Lightning
+   pipeline (per-sample Dataset + DataLoader), same model, optimizer, device and threads. Rounds are
+   interleaved (A, B, C, A, B, C, ...) and the table shows medians and the median of per-round
+   ratios, so a slow spell of a shared machine hits every contender alike.
+2. Time-to-accuracy: the recipe (default configs/fast.yaml) trained in-process; every --probe-steps
+   steps the model is evaluated on the MNIST test set (probe time excluded from training seconds).
+3. Start-up: seconds from `python -m src.train` to its first training step, and that process's peak
+   host memory (and GPU memory of the in-process run when there is one).
 """
 
 import argparse
-import os
+import json
 import platform
+import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,12 +34,16 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from src.callbacks import TrainThroughput  # noqa: E402
+from src.config import resolve_recipe  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
+from src.data.mnist import load_mnist  # noqa: E402
 from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise  # noqa: E402
 from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.models.classifier import DigitClassifier  # noqa: E402
-from src.train import quiet_lightning  # noqa: E402
+from src.train import make_classifier, make_datamodule, quiet_lightning  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class PerSampleMNIST(Dataset):
@@ -114,12 +126,77 @@ def plain(device: torch.device, images, labels, batch_size: int, steps: int) -> 
     return steps * batch_size / (time.perf_counter() - started)
 
 
+class TestAccuracyProbe(TrainThroughput):
+    """Training seconds at which MNIST test accuracy first reaches each target (probe time excluded)."""
+
+    def __init__(self, every_n_steps: int, targets: tuple[float, ...], device: torch.device):
+        super().__init__()
+        self.every_n_steps, self.targets = every_n_steps, targets
+        images, self.labels = load_mnist("test")
+        self.inputs, self.labels = normalise(images.to(device)), self.labels.to(device)
+        self.reached: dict[float, tuple[float, int]] = {}
+        self.last_accuracy = 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        last_batch = batch_idx + 1 == trainer.num_training_batches
+        if trainer.global_step % self.every_n_steps and not last_batch:
+            return
+        pl_module.eval()
+        with torch.inference_mode():
+            predictions = torch.cat([pl_module(chunk).argmax(1) for chunk in self.inputs.split(2000)])
+        pl_module.train()
+        self.last_accuracy = (predictions == self.labels).float().mean().item()
+        for target in self.targets:
+            if self.last_accuracy >= target and target not in self.reached:
+                self.reached[target] = (self.seconds, trainer.global_step)
+        if len(self.reached) == len(self.targets):
+            trainer.should_stop = True
+        self._last = time.perf_counter()  # the probe itself is not training time
+
+
+def time_to_accuracy(plan, recipe_file: str, every_n_steps: int, targets: tuple[float, ...]) -> TestAccuracyProbe:
+    recipe = resolve_recipe({}, recipe_file)
+    pl.seed_everything(recipe.seed, verbose=False)
+    datamodule = make_datamodule(recipe)
+    probe = TestAccuracyProbe(every_n_steps, targets, torch.device(plan.accelerator))
+    trainer = pl.Trainer(
+        accelerator=plan.accelerator,
+        devices=1,
+        precision=plan.precision,
+        max_epochs=recipe.max_epochs,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+        callbacks=[probe],
+    )
+    trainer.fit(make_classifier(recipe), datamodule=datamodule)
+    return probe
+
+
+def startup(recipe_file: str) -> tuple[float, float]:
+    """(seconds from the command to the first training step, that process's peak RSS in MiB)."""
+    with tempfile.TemporaryDirectory() as logdir:
+        command = [sys.executable, "-m", "src.train", "--config", recipe_file, "--max-epochs", "1"]
+        command += ["--limit-train-batches", "5", "--limit-val-batches", "1", "--logdir", logdir]
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        results = json.loads(next(Path(logdir).glob("*/version_0/results.json")).read_text())
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # kilobytes on Linux
+    return results["startup_seconds"], peak_mib
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
     parser.add_argument("--seconds", type=float, default=3.0, help="rough length of one round")
     parser.add_argument("--accelerator", default=None)
+    parser.add_argument("--recipe", default="configs/fast.yaml", help="recipe for time-to-accuracy")
+    parser.add_argument("--probe-steps", type=int, default=20, help="evaluate the test set every N steps")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.99, 0.995])
     args = parser.parse_args()
 
     quiet_lightning()
@@ -143,30 +220,51 @@ def main() -> int:
             results["conventional"].append(conventional(plan, images, labels, batch_size, steps))
         median = {name: statistics.median(values) for name, values in results.items()}
         spread = {name: (min(v), max(v)) for name, v in results.items()}
-        rows.append((batch_size, steps, median, spread))
+        paired = {
+            other: statistics.median(o / b for o, b in zip(results["ours"], results[other], strict=True))
+            for other in ("plain", "conventional")
+        }
+        rows.append((batch_size, steps, median, spread, paired))
         print(f"batch {batch_size}: done", file=sys.stderr)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    accuracy_run = time_to_accuracy(plan, args.recipe, args.probe_steps, tuple(args.targets))
+    gpu_peak = f"{torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if device.type == "cuda" else "no GPU"
+    startup_seconds, host_peak = startup(args.recipe)
 
     cpu = platform.processor() or platform.machine()
     gpu = f"{probe.cuda_devices} x {probe.cuda_name}" if probe.cuda_devices else "no GPU"
-    print(f"\nlenet5 training throughput, images/s (median of {args.rounds} interleaved rounds; min-max in brackets)")
     print(
-        f"machine: {probe.cpu_cores} CPU cores ({cpu}), {gpu}; device {plan.accelerator}, {plan.precision}, {plan.threads} threads"
+        f"\nmachine: {probe.cpu_cores} CPU cores ({cpu}), {gpu}; device {plan.accelerator}, {plan.precision}, {plan.threads} threads"
     )
-    print(
-        f"torch {torch.__version__}, lightning {pl.__version__}, python {platform.python_version()}, pid {os.getpid()}\n"
-    )
-    print(
-        "| batch | steps/round | ours (Lightning + batched indexing) | plain PyTorch loop | conventional Lightning (per-sample Dataset) | ours / plain | ours / conventional |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for batch_size, steps, median, spread in rows:
+    print(f"torch {torch.__version__}, lightning {pl.__version__}, python {platform.python_version()}\n")
+    print(f"lenet5 training images/s: median of {args.rounds} interleaved rounds (min-max)\n")
+    header = ["batch", "steps/round", "ours (Lightning + batched indexing)", "plain PyTorch loop"]
+    header += ["conventional Lightning (per-sample Dataset)", "ours / plain", "ours / conventional"]
+    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
+    for batch_size, steps, median, spread, paired in rows:
         cells = [
             f"{median[n]:,.0f} ({spread[n][0]:,.0f}-{spread[n][1]:,.0f})" for n in ("ours", "plain", "conventional")
         ]
         print(
-            f"| {batch_size} | {steps} | {' | '.join(cells)} | {median['ours'] / median['plain']:.2f}x | "
-            f"{median['ours'] / median['conventional']:.2f}x |"
+            f"| {batch_size} | {steps} | {' | '.join(cells)} | {paired['plain']:.2f}x | {paired['conventional']:.2f}x |"
         )
+    print("\n(ratios: the median over rounds of ours / other within the same round)\n")
+    print(f"| time-to-accuracy: {args.recipe}, test set every {args.probe_steps} steps | training seconds | steps |")
+    print("|---|---:|---:|")
+    for target in args.targets:
+        seconds, step = accuracy_run.reached.get(target, (None, None))
+        cells = (
+            f"{seconds:.1f} | {step}"
+            if seconds is not None
+            else f"not reached (final {accuracy_run.last_accuracy:.2%}) |"
+        )
+        print(f"| {target:.1%} MNIST test accuracy | {cells} |")
+    print("\n| start-up and memory | |\n|---|---:|")
+    print(f"| `python -m src.train` to its first training step | {startup_seconds:.1f} s |")
+    print(f"| peak host memory of that training process | {host_peak:,.0f} MiB |")
+    print(f"| peak GPU memory of the time-to-accuracy run | {gpu_peak} |")
     return 0
 
 

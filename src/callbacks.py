@@ -62,6 +62,7 @@ class TrainThroughput(pl.Callback):
     def __init__(self):
         self.seconds = 0.0
         self.images = 0
+        self.first_step_at = None  # wall-clock time.time() of the first training batch
         self._last = None
 
     def _sync(self, trainer: "pl.Trainer") -> None:
@@ -73,6 +74,10 @@ class TrainThroughput(pl.Callback):
         self._last = time.perf_counter()
 
     on_train_start = on_train_epoch_start  # a run resumed mid-epoch starts without an epoch start
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         now = time.perf_counter()
