@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from src.callbacks import TrainThroughput  # noqa: E402
+from src.cli import quiet_lightning  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
 from src.data.mnist import load_mnist  # noqa: E402
@@ -41,7 +42,7 @@ from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise  # noqa: E402
 from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.models.classifier import DigitClassifier  # noqa: E402
-from src.train import make_classifier, make_datamodule, quiet_lightning  # noqa: E402
+from src.train import make_classifier, make_datamodule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

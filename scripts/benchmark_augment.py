@@ -22,12 +22,12 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from scripts.benchmark import ours  # noqa: E402
+from src.cli import quiet_lightning  # noqa: E402
 from src.data.augment import Augmentation  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
 from src.data.mnist import load_mnist  # noqa: E402
 from src.data.transforms import normalise  # noqa: E402
 from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
-from src.train import quiet_lightning  # noqa: E402
 
 AFFINE = {"rotation": 10.0, "zoom": 0.1, "shift": 0.1}
 ELASTIC = {**AFFINE, "elastic_alpha": 2.0, "elastic_sigma": 4.0}

@@ -3,8 +3,7 @@
 import sys
 from pathlib import Path
 
-from src.errors import UserError
-from src.train import Parser
+from src.cli import Parser, run_command
 
 WORST_SHOWN = 32
 
@@ -27,12 +26,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return evaluate(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: evaluate(build_parser().parse_args(argv)))
 
 
 def evaluation_set(data: str, data_dir: str | None, split: dict):

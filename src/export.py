@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.cli import Parser, run_command
 from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise
 from src.errors import UserError
-from src.train import Parser
 
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 TOLERANCE = 1e-4  # max absolute difference of logits between the exported model and PyTorch
@@ -45,12 +45,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return export(args.ckpt, args.format, args.output)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _main(build_parser().parse_args(argv)))
+
+
+def _main(args) -> int:
+    return export(args.ckpt, args.format, args.output)  # `format` would shadow the builtin as a parameter
 
 
 def export(ckpt: str, fmt: str, output: str | None) -> int:

@@ -6,4 +6,3 @@ MONITOR_MODES = {
     "val/loss": "min",
     "val/acc": "max",
 }
-TEST_METRICS = ("test/loss", "test/acc")

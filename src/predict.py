@@ -5,8 +5,8 @@ import io
 import sys
 from pathlib import Path
 
+from src.cli import Parser, run_command
 from src.errors import UserError
-from src.train import Parser
 
 
 def build_parser() -> Parser:
@@ -28,12 +28,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        return predict(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: predict(build_parser().parse_args(argv)))
 
 
 def predict(args) -> int:

@@ -1,45 +1,19 @@
 """python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
 
-import argparse
-import logging
 import os
 import platform
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
+from src.cli import Parser, devices_value, limit_value, quiet_lightning, run_command
 from src.config import Recipe, resolve_recipe, to_yaml
 from src.errors import UserError
 
 IMPORTED_AT = time.time()  # start-up is measured from here: the interpreter and these imports take ~0.1 s
 DEFAULTS = Recipe()
 RUN_VERSION_VARIABLE = "MNIST_LIGHTNING_RUN_VERSION"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is a one-line UserError instead of usage text and exit."""
-
-    def error(self, message: str):
-        raise UserError(self.prog, message)
-
-
-def devices_value(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-
-def limit_value(text: str) -> int | float:
-    """Lightning's convention: an int is a number of batches, a float a fraction."""
-    try:
-        return float(text) if "." in text else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a batch count or a fraction, got {text!r}") from None
 
 
 def build_parser() -> Parser:
@@ -76,18 +50,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = vars(build_parser().parse_args(argv))
-        config_file = args.pop("config")
-        print_config = args.pop("print_config")
-        recipe = resolve_recipe(args, config_file)
-        if print_config:
-            print(to_yaml(recipe), end="")
-            return 0
-        return train(recipe)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: resolve_and_train(vars(build_parser().parse_args(argv))))
+
+
+def resolve_and_train(args: dict) -> int:
+    config_file = args.pop("config")
+    print_config = args.pop("print_config")
+    recipe = resolve_recipe(args, config_file)
+    if print_config:
+        print(to_yaml(recipe), end="")
+        return 0
+    return train(recipe)
 
 
 def train(recipe: Recipe) -> int:
@@ -285,20 +258,6 @@ def _check_same_model(checkpoint: Path, model: str) -> None:
     arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
     if arch != model:
         raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
-
-
-def quiet_lightning() -> None:
-    """Our hardware summary replaces Lightning's device lines; silence only known noise."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
-    # Batches are sliced from in-memory tensors: worker processes would only add copying.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    # Epoch metrics are synced by torchmetrics' compute() before they are logged, so Lightning's advice
-    # to add sync_dist does not apply; and the one-process tester after DDP needs no training callbacks.
-    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
-    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
-    # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 if __name__ == "__main__":

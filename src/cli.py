@@ -1,0 +1,56 @@
+"""What every command shares: one-line user errors, argument parsing, and quiet Lightning logs."""
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+
+from src.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is a one-line UserError instead of usage text and exit."""
+
+    def error(self, message: str):
+        raise UserError(self.prog, message)
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """Run an entry point; a UserError becomes `error: <thing>: <what is wrong>` and exit status 2."""
+    try:
+        return command()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def devices_value(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
+def limit_value(text: str) -> int | float:
+    """Lightning's convention: an int is a number of batches, a float a fraction."""
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a batch count or a fraction, got {text!r}") from None
+
+
+def quiet_lightning() -> None:
+    """Our hardware summary replaces Lightning's device lines; silence only known noise."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)
+    # Batches are sliced from in-memory tensors: worker processes would only add copying.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Epoch metrics are synced by torchmetrics' compute() before they are logged, so Lightning's advice
+    # to add sync_dist does not apply; and the one-process tester after DDP needs no training callbacks.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
+    # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
