@@ -1,11 +1,15 @@
 """Write files so that a reader finds the old content or the new, never a partial file."""
 
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+STALE_SECONDS = 60  # a temp file untouched this long was left by a killed writer (a live one keeps writing to it)
 
 
 @contextmanager
@@ -13,6 +17,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it is fsynced and renamed over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_files(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
@@ -24,6 +29,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """A SIGKILL or power cut skips the cleanup above and leaves `.NAME.XXXXXXXX.tmp` (mkstemp's 8 random
+    characters) beside the target; harmless to readers, but a checkpoint's can be large, so the next write removes it."""
+    cutoff = time.time() - STALE_SECONDS
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except OSError:  # another writer removed or renamed it first
+            pass
 
 
 def _umask() -> int:

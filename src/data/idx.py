@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from src.errors import UserError
+from src.errors import UserError, read_user_file
 
 UBYTE = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
@@ -21,12 +21,7 @@ MAX_BYTES = 1 << 30  # bounds both a header's promise and a gzip bomb's output
 def read_idx(path: str | Path, expected_sha256: str | None = None) -> torch.Tensor:
     """Read an unsigned-byte IDX file (`.gz` or raw) into a uint8 tensor shaped as its header says."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(path, "file not found") from None
-    except OSError as e:
-        raise UserError(path, f"cannot be read ({e.strerror})") from None
+    raw = read_user_file(path)
     content = _decompress(path, raw) if raw[:2] == GZIP_MAGIC else raw
     shape = _parse_header(path, content)
     header_size = 4 + 4 * len(shape)
@@ -38,7 +33,10 @@ def read_idx(path: str | Path, expected_sha256: str | None = None) -> torch.Tens
                 f"SHA-256 of its content is {digest[:16]}..., expected {expected_sha256[:16]}... "
                 "(the file is corrupt or altered; replace it, or delete it to download it again)",
             )
-    return torch.frombuffer(bytearray(content[header_size:]), dtype=torch.uint8).reshape(shape)
+    data = bytearray(content[header_size:])
+    if not data:  # a header with a size 0 describes an empty file; torch.frombuffer refuses an empty buffer
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.frombuffer(data, dtype=torch.uint8).reshape(shape)
 
 
 def _decompress(path: Path, raw: bytes) -> bytes:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from src.errors import UserError
+from src.errors import UserError, read_user_file
 
 MAX_PIXELS = 40_000_000  # a few bytes of PNG can claim billions of pixels (a decompression bomb)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -31,12 +31,7 @@ class NoInkError(ValueError):
 def load_image(path: str | Path) -> np.ndarray:
     """Any image Pillow reads -> float32 greyscale [H, W] in [0, 1], 1 = white; transparency counts as paper."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(path, "file not found") from None
-    except OSError as e:
-        raise UserError(path, f"cannot be read ({e.strerror})") from None
+    raw = read_user_file(path)
     if not raw:
         raise UserError(path, "file is empty")
     try:

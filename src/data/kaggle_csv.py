@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from src.atomic import atomic_save
-from src.errors import UserError
+from src.errors import UserError, read_user_file
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
@@ -24,12 +24,7 @@ def read_kaggle_csv(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images uint8 [N, 28, 28] and labels int64 [N] (None for an unlabelled test.csv)."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(path, "file not found") from None
-    except OSError as e:
-        raise UserError(path, f"cannot be read ({e.strerror})") from None
+    raw = read_user_file(path)
     cache = Path(cache_dir) / f"kaggle-{hashlib.sha256(raw).hexdigest()[:32]}.pt" if cache_dir else None
     if cache is not None and cache.exists():
         try:
@@ -46,13 +41,13 @@ def read_kaggle_csv(
 
 
 def parse_kaggle_csv(path: Path, raw: bytes) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if not raw.strip():
-        raise UserError(path, "file is empty (expected a Kaggle CSV with a header line)")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise UserError(path, f"is not UTF-8 text (byte {e.start}); expected a Kaggle CSV") from None
     lines = text.splitlines()
+    if not any(line.strip() for line in lines):  # after decoding: a file holding only a BOM is empty too
+        raise UserError(path, "file is empty (expected a Kaggle CSV with a header line)")
     labelled = _check_header(path, lines[0])
     width = 785 if labelled else 784
     rows = lines[1:]
@@ -84,8 +79,13 @@ def _check_header(path: Path, header: str) -> bool:
 
 def _parse_fast(rows: list[str]) -> np.ndarray | None:
     """numpy's C parser; None if anything is off, so the slow path can name the line."""
-    try:
-        return np.loadtxt(io.StringIO("\n".join(rows)), delimiter=",", dtype=np.int64, ndmin=2)
+    text = "\n".join(row for row in rows if row.strip())  # numpy skips empty lines but not whitespace-only ones
+    if "+" in text or "-" in text:  # numpy reads "+5" and "-0"; the slow path refuses signs and names the line
+        return None
+    if not text.isascii():  # numpy 2.4's loadtxt can crash (segfault) on some non-ASCII text; a Kaggle CSV is ASCII
+        return None
+    try:  # comments=None: numpy would silently drop "#" and everything after it
+        return np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.int64, ndmin=2, comments=None)
     except ValueError:
         return None
 
@@ -106,10 +106,11 @@ def _raise_first_bad_line(path: Path, rows: list[str], width: int, labelled: boo
             raise UserError(where, f"expected {width} values, found {len(fields)}")
         for column, field in enumerate(fields):
             name = "label" if labelled and column == 0 else f"pixel{column - labelled}"
-            value = field.strip()
+            value = field.strip() if field.isascii() else field  # " 5" is 5; "\xa05" is shown as it is
             if not value.isascii() or not value.isdigit():
                 raise UserError(where, f"{name} is {value[:20]!r}, not a whole number")
             top = 9 if name == "label" else 255
-            if int(value) > top:
-                raise UserError(where, f"{name} is {value}, outside 0..{top}")
+            digits = value.lstrip("0") or "0"
+            if len(digits) > 3 or int(digits) > top:  # int() refuses more than 4300 digits, zeros included
+                raise UserError(where, f"{name} is {value[:20]}, outside 0..{top}")
     raise UserError(path, "could not be parsed as a Kaggle CSV")

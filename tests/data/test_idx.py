@@ -78,3 +78,11 @@ def test_gzip_garbage_and_empty_files(tmp_path):
 def test_missing_file():
     with pytest.raises(UserError, match="nowhere.gz: file not found"):
         read_idx("nowhere.gz")
+
+
+def test_a_header_with_a_zero_size_reads_as_an_empty_tensor(tmp_path):
+    # found by tests/fuzz: torch.frombuffer refuses an empty buffer, which escaped as a ValueError
+    empty = tmp_path / "empty-idx3-ubyte"
+    empty.write_bytes(b"\0\0\x08\x03" + (0).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2)
+    images = read_idx(empty)
+    assert images.shape == (0, 28, 28) and images.dtype == torch.uint8

@@ -91,3 +91,48 @@ def test_windows_line_endings_and_bom_are_accepted(tmp_path):
     path.write_bytes(("\ufeff" + HEADER + "\r\n" + row(7, 3) + "\r\n").encode("utf-8"))
     images, labels = read_kaggle_csv(path, cache_dir=None)
     assert labels.tolist() == [7] and images.unique().tolist() == [3]
+
+
+# found by tests/fuzz: each of these was a crash, a valid file refused, or a wrong value accepted
+
+
+def test_a_file_holding_only_a_bom_is_empty(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(path, cache_dir=None)
+    assert str(error.value) == f"{path}: file is empty (expected a Kaggle CSV with a header line)"
+
+
+def test_lines_holding_only_spaces_or_tabs_are_skipped_like_blank_ones(tmp_path):
+    path = write(tmp_path, HEADER, row(4, 9), " ", "\t", row(5, 200), "  ")
+    images, labels = read_kaggle_csv(path, cache_dir=None)
+    assert labels.tolist() == [4, 5] and images[1].unique().tolist() == [200]
+
+
+def test_signs_and_comments_are_not_whole_numbers(tmp_path):
+    with pytest.raises(UserError, match=r"line 2: label is '\+1', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row("+1")), cache_dir=None)
+    with pytest.raises(UserError, match=r"line 3: pixel0 is '-0', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1), row(1, "-0")), cache_dir=None)
+    with pytest.raises(UserError, match=r"line 2: pixel783 is '0#', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1) + "#"), cache_dir=None)
+    with pytest.raises(UserError, match=r"line 2: expected 785 values, found 1"):
+        read_kaggle_csv(write(tmp_path, HEADER, "# a comment", row(1)), cache_dir=None)
+
+
+def test_a_number_too_long_for_int_is_outside_the_range(tmp_path):
+    path = write(tmp_path, HEADER, row(1, "9" * 5000))
+    with pytest.raises(UserError) as error:
+        read_kaggle_csv(path, cache_dir=None)
+    assert str(error.value) == f"{path}, line 2: pixel0 is {'9' * 20}, outside 0..255"
+    with pytest.raises(UserError, match="line 3: expected 785 values, found 784"):  # not int()'s ValueError
+        read_kaggle_csv(write(tmp_path, HEADER, row(1, "0" * 5000 + "7"), row(1)[2:]), cache_dir=None)
+
+
+def test_non_ascii_characters_in_a_row_are_named_not_given_to_numpy(tmp_path):
+    # found by tests/fuzz: numpy's loadtxt crashed the process (segfault) on some non-ASCII rows
+    with pytest.raises(UserError, match=r"line 3: pixel0 is '0\\U000deb2dW', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1), row(1, "0\U000deb2dW")), cache_dir=None)
+    with pytest.raises(UserError, match=r"line 2: pixel0 is '\\xa05', not a whole number"):
+        read_kaggle_csv(write(tmp_path, HEADER, row(1, "\xa05")), cache_dir=None)
