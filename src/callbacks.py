@@ -19,7 +19,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     system temp dir and moves it, which is a copy (not atomic) when that is another filesystem."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        atomic_save(path, lambda f: torch.save(checkpoint, f))
+        try:
+            atomic_save(path, lambda f: torch.save(checkpoint, f))
+        except OSError as e:  # a full disk, say: the previous file is untouched
+            raise UserError(
+                path, f"could not be written ({e.strerror or e}); the previous checkpoint is intact"
+            ) from None
 
 
 class SaveOnInterrupt(pl.Callback):

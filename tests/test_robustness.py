@@ -1,3 +1,4 @@
+import errno
 import json
 import re
 import signal
@@ -59,3 +60,40 @@ def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
     blocker.write_text("")
     assert main(["--model", "lenet5", "--logdir", str(blocker / "logs")]) == 2
     assert capsys.readouterr().err == f"error: --logdir {blocker / 'logs'}: cannot be written (Not a directory)\n"
+
+
+def test_full_disk_on_checkpoint_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
+    common = ["--model", "lenet5", "--limit-train-batches", "5", "--limit-val-batches", "1", "--logdir", str(tmp_path)]
+    assert main([*common, "--max-epochs", "1"]) == 0
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("src.callbacks.torch.save", full_disk)
+    assert main([*common, "--max-epochs", "2", "--resume", "last"]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(
+        r"error: \S+\.ckpt: could not be written \(No space left on device\); the previous checkpoint is intact\n", err
+    )
+    assert last.read_bytes() == before
+    assert not list(last.parent.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_leaves_the_previous_last_checkpoint_loadable(tmp_path):
+    common = ["--model", "lenet5", "--max-epochs", "3", "--limit-train-batches", "300", "--limit-val-batches", "2"]
+    command = [sys.executable, "-m", "src.train", *common, "--logdir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.kill()
+    process.wait(timeout=60)
+    assert torch.load(last, weights_only=True)["epoch"] >= 0  # intact: it loads; at most one epoch lost
+    assert main([*common, "--logdir", str(tmp_path), "--resume", "last"]) == 0
+    assert json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())["epochs_run"] == 3
