@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 
 
 @pytest.mark.slow
-def test_sigterm_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_interrupt_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path, stop):
     common = ["--model", "lenet5", "--max-epochs", "3", "--limit-train-batches", "300", "--limit-val-batches", "2"]
     command = [sys.executable, "-m", "src.train", *common, "--logdir", str(tmp_path)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -25,7 +26,7 @@ def test_sigterm_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path):
         time.sleep(0.2)
     assert last.exists(), "the first epoch never finished"
     time.sleep(1.0)  # now somewhere inside epoch 2
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     run = tmp_path / "lenet5" / "version_0"
