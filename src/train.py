@@ -70,6 +70,7 @@ def train(recipe: Recipe) -> int:
     from lightning.pytorch.callbacks import TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
+    from src.atomic import atomic_write_text
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
     from src.runs import resume_checkpoint, run_dir_of, write_json
@@ -129,8 +130,6 @@ def train(recipe: Recipe) -> int:
         print(describe(plan, probe, recipe.batch_size))
         if writes_files:
             print(f"run directory: {run_dir}" + (f" (resuming {resume_from.name})" if resume_from else ""))
-            from src.atomic import atomic_write_text
-
             atomic_write_text(run_dir / "config.yaml", to_yaml(recipe))
 
     try:
