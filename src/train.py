@@ -27,7 +27,7 @@ def build_parser() -> Parser:
         p.add_argument(flag, default=None, help=f"{help_text} (default: recipe, else {default})", **kwargs)
 
     add("--model", "architecture and recipe name", d.model)
-    add("--config", "recipe file to use instead of configs/MODEL.yaml", "configs/MODEL.yaml")
+    p.add_argument("--config", default=None, help="recipe file to use instead of configs/MODEL.yaml")
     add("--data", "training data", d.data, choices=("mnist", "kaggle"))
     add("--data-dir", "folder with the MNIST files, or Kaggle's train.csv", "data/MNIST/raw")
     add("--accelerator", "cpu, gpu/cuda, mps or auto", d.accelerator)
