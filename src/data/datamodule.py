@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 
 from src.data.augment import Augmentation
 from src.data.kaggle_csv import read_kaggle_csv
-from src.data.mnist import load_mnist
+from src.data.mnist import ensure_files, load_mnist
 from src.data.transforms import normalise
 from src.errors import UserError
 
@@ -80,8 +80,8 @@ class DigitsDataModule(pl.LightningDataModule):
         return f"validation split of train.csv ({len(self.test_set):,} images; Kaggle's test.csv has no labels)"
 
     def prepare_data(self) -> None:
-        if self.hparams.data == "mnist":  # fetches missing files once, on one process
-            load_mnist("train", self.hparams.data_dir)
+        if self.hparams.data == "mnist":  # fetches missing files once, on one process; setup() reads them
+            ensure_files(self.hparams.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:

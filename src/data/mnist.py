@@ -44,6 +44,14 @@ def load_mnist(split: str, data_dir: str | Path | None = None) -> tuple[torch.Te
     return images, labels
 
 
+def ensure_files(data_dir: str | Path | None = None) -> None:
+    """Download whichever of the four files is missing, without reading the ones that are there."""
+    data_dir = Path(data_dir) if data_dir else PROJECT_DATA_DIR
+    for pairs in FILES.values():
+        for name, _ in pairs:
+            find_file(data_dir, name)
+
+
 def find_file(data_dir: Path, name: str) -> Path:
     """The file `name` or `name.gz` in `data_dir`, downloaded there first if neither exists."""
     for candidate in (data_dir / f"{name}.gz", data_dir / name):

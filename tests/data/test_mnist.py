@@ -50,3 +50,17 @@ def test_download_verifies_content_before_writing(mnist_copy, monkeypatch, raw_l
     images, labels = mnist.load_mnist("test", mnist_copy)
     assert len(served) == 2 and len(labels) == 10000
     assert gzip.decompress((mnist_copy / "t10k-labels-idx1-ubyte.gz").read_bytes()) == raw_labels
+
+
+def test_ensure_files_fetches_only_what_is_missing(mnist_copy, monkeypatch, raw_labels):
+    (mnist_copy / "t10k-labels-idx1-ubyte.gz").unlink()
+    fetched = []
+
+    def mirror(url, timeout):
+        fetched.append(url.rsplit("/", 1)[1])
+        return io.BytesIO(gzip.compress(raw_labels))
+
+    monkeypatch.setattr(mnist.urllib.request, "urlopen", mirror)
+    mnist.ensure_files(mnist_copy)
+    assert fetched == ["t10k-labels-idx1-ubyte.gz"]
+    assert (mnist_copy / "t10k-labels-idx1-ubyte.gz").exists()
