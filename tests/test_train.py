@@ -132,6 +132,7 @@ def test_command_line_exit_status_and_no_traceback():
 
 def run_recipe(tmp_path, recipe: str, *flags: str) -> Path:
     """Train a recipe given as YAML text for a few batches; returns its run directory."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "recipe.yaml"
     path.write_text(recipe)
     assert main(["--config", str(path), "--logdir", str(tmp_path), "--limit-val-batches", "1", *flags]) == 0
@@ -144,12 +145,20 @@ def test_batch_schedule_is_followed_by_a_real_run(tmp_path):
     assert json.loads((run / "results.json").read_text())["train_images"] == 3 * 32 + 3 * 64
 
 
-def test_augmented_run_logs_a_grid_of_what_the_model_saw(tmp_path):
-    recipe = "model: lenet5\nmax_epochs: 1\naugment: {rotation: 10, zoom: 0.1, shift: 0.1}\n"
-    run = run_recipe(tmp_path, recipe, "--limit-train-batches", "2")
-    events = EventAccumulator(str(run), size_guidance={"images": 0})
+def test_tensorboard_grid_shows_the_augmented_inputs(tmp_path):
+    """Same seed, same first batch: the grid differs from the plain run's only if augmentation reached it."""
+    grids = {}
+    for name, extra in (("plain", ""), ("augmented", "augment: {rotation: 10, zoom: 0.1, shift: 0.1}\n")):
+        run = run_recipe(tmp_path / name, "model: lenet5\nmax_epochs: 1\n" + extra, "--limit-train-batches", "2")
+        events = EventAccumulator(str(run), size_guidance={"images": 0})
+        events.Reload()
+        grids[name] = events.Images("train/inputs")[0]
+    assert (grids["plain"].width, grids["plain"].height) == (grids["augmented"].width, grids["augmented"].height)
+    assert grids["plain"].encoded_image_string != grids["augmented"].encoded_image_string
+    again = run_recipe(tmp_path / "plain_again", "model: lenet5\nmax_epochs: 1\n", "--limit-train-batches", "2")
+    events = EventAccumulator(str(again), size_guidance={"images": 0})
     events.Reload()
-    assert "train/inputs" in events.Tags()["images"]
+    assert events.Images("train/inputs")[0].encoded_image_string == grids["plain"].encoded_image_string
 
 
 @pytest.mark.slow
