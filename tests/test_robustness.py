@@ -41,9 +41,11 @@ def test_interrupt_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path
     assert results["epochs_run"] == 3
     events = EventAccumulator(str(run))
     events.Reload()
-    # Metrics continue across the interruption: every epoch has its training loss logged.
+    # Metrics continue across the interruption in the same run. (An epoch cut very near its end may
+    # resume with no batches left, so not every epoch is guaranteed its own train/loss point.)
     assert {0, 1, 2} <= {int(e.value) for e in events.Scalars("epoch")}
-    assert len(events.Scalars("train/loss")) >= 3
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert min(steps) < saved["global_step"] < max(steps)  # logged before the interruption and after the resume
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):
