@@ -37,3 +37,18 @@ def run_dir_of(checkpoint: Path) -> Path:
 
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def best_run(logdir: str | Path) -> Path:
+    """The finished run under `logdir` (at any depth) with the highest MNIST test accuracy."""
+    scored = []
+    for results in Path(logdir).rglob("results.json"):
+        try:
+            content = json.loads(results.read_text())
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            continue
+        if isinstance(content, dict) and content.get("data") == "mnist" and isinstance(content.get("test_acc"), float):
+            scored.append((content["test_acc"], str(results.parent)))
+    if not scored:
+        raise UserError(logdir, "holds no finished MNIST run (results.json); train one with python -m src.train")
+    return Path(max(scored)[1])

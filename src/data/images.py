@@ -31,7 +31,11 @@ class NoInkError(ValueError):
 def load_image(path: str | Path) -> np.ndarray:
     """Any image Pillow reads -> float32 greyscale [H, W] in [0, 1], 1 = white; transparency counts as paper."""
     path = Path(path)
-    raw = read_user_file(path)
+    return decode_image(read_user_file(path), path)
+
+
+def decode_image(raw: bytes, path: str | Path) -> np.ndarray:
+    """An image file's bytes -> float32 greyscale [H, W] in [0, 1]; `path` names the image in errors."""
     if not raw:
         raise UserError(path, "file is empty")
     try:
