@@ -11,7 +11,6 @@ results.json land under --logdir as usual. Prints one markdown table (also writt
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,18 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.atomic import atomic_write_text  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
+from src.hardware import probe_machine  # noqa: E402
 from src.models.registry import ARCHITECTURES  # noqa: E402
 from src.runs import version_dirs  # noqa: E402
 from src.train import main as train  # noqa: E402
-
-
-def machine() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}"
-    cores = len(__import__("os").sched_getaffinity(0))
-    return f"{cores}-core CPU ({platform.machine()})"
 
 
 def main() -> int:
@@ -44,6 +35,7 @@ def main() -> int:
     parser.add_argument("--accelerator", default="auto")
     args = parser.parse_args()
 
+    machine = probe_machine().machine
     rows = []
     for name in args.models:
         epochs = max(1, math.ceil(resolve_recipe({"model": name}).max_epochs * args.epochs_scale))
@@ -63,7 +55,7 @@ def main() -> int:
         verdict = "beats" if ours >= reported else "short of"
         rows.append(
             f"| {name} | {results['parameters']:,} | {results['epochs_run']} | {reported:.2f}% | "
-            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine()} |"
+            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine} |"
         )
     table = "\n".join(
         [

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.atomic import atomic_save
@@ -117,6 +123,9 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
                 auto_insert_metric_name=False,
             )
         )
+    if recipe.ema_decay is not None:
+        # Lightning swaps the average in for validation, checkpoints and the end of training.
+        callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
     if recipe.early_stopping is not None:
         callbacks.append(
             EarlyStopping(

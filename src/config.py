@@ -36,6 +36,7 @@ class Recipe:
     monitor: str = "val/loss"
     early_stopping: dict | None = None  # {patience, min_delta}
     label_smoothing: float = 0.0
+    ema_decay: float | None = None  # validate, checkpoint and test an exponential moving average of the weights
     augment: dict | None = None  # rotation, zoom, shift, elastic_alpha, elastic_sigma (src/data/augment.py)
     init: str = "torch"
     seed: int = 0
@@ -156,6 +157,8 @@ def validate(recipe: Recipe) -> None:
         raise UserError("lr", f"must be positive, got {recipe.lr}")
     if not 0 <= recipe.label_smoothing < 1:
         raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
+    if recipe.ema_decay is not None and not 0 < recipe.ema_decay < 1:
+        raise UserError("ema_decay", f"must be between 0 and 1, got {recipe.ema_decay}")
     if recipe.monitor.startswith("val/") and recipe.limit_val_batches == 0:
         raise UserError("--limit-val-batches", f"0 disables validation, but the recipe monitors {recipe.monitor}")
     if recipe.batch_schedule is not None:

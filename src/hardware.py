@@ -1,6 +1,7 @@
 """What hardware is here, and which Trainer arguments use it well (DESIGN.md, "The hardware plan")."""
 
 import os
+import platform
 from dataclasses import asdict, dataclass, field
 
 from src.errors import UserError
@@ -20,6 +21,13 @@ class Probe:
     cuda_capability: tuple[int, int] = (0, 0)
     mps: bool = False
     cpu_cores: int = 1
+
+    @property
+    def machine(self) -> str:
+        """A short name for result tables: the GPU's, else the CPU's core count."""
+        if self.cuda_devices:
+            return f"{self.cuda_devices}x {self.cuda_name}" if self.cuda_devices > 1 else self.cuda_name
+        return f"{self.cpu_cores}-core CPU ({platform.machine()})"
 
 
 @dataclass(frozen=True)

@@ -147,10 +147,12 @@ def train(recipe: Recipe) -> int:
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     tester = trainer
-    if trainer.world_size > 1:
-        # Test in one process: a DistributedSampler pads the test set with duplicates, and synced
-        # metrics would wait for processes that have finished.
-        torch.distributed.destroy_process_group()
+    # Test in a fresh one-process Trainer after DDP (a DistributedSampler pads the test set with
+    # duplicates, and synced metrics would wait for processes that have finished) and with EMA (its
+    # callback would load the raw weights from the checkpoint instead of the average it holds).
+    if trainer.world_size > 1 or recipe.ema_decay is not None:
+        if trainer.world_size > 1:
+            torch.distributed.destroy_process_group()
         if not trainer.is_global_zero:
             return 0
         tester = pl.Trainer(

@@ -37,10 +37,11 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
     [
         (
             {"model": "resnet999"},
-            "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn",
+            "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn",
         ),
         ({"lr": -1.0}, "lr: must be positive, got -1.0"),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
+        ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),
         ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
     ],
 )

@@ -126,7 +126,7 @@ def test_command_line_exit_status_and_no_traceback():
     assert done.returncode == 2
     assert (
         done.stderr
-        == "error: --model: unknown model 'nope'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn\n"
+        == "error: --model: unknown model 'nope'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn\n"
     )
 
 
@@ -185,4 +185,16 @@ def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
     assert results["evaluated_on"] == "MNIST test set (10,000 images)"
     assert evaluate(["--ckpt", str(tmp_path / "lenet5" / "version_0")]) == 0
     metrics = json.loads((tmp_path / "lenet5" / "version_0" / "evaluation" / "metrics.json").read_text())
+    assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+
+def test_ema_weights_are_what_is_validated_checkpointed_and_tested(tmp_path):
+    recipe = "model: lenet5\nmax_epochs: 1\nmonitor: val/acc\nema_decay: 0.99\n"
+    run = run_recipe(tmp_path, recipe, "--limit-train-batches", "60")
+    results = json.loads((run / "results.json").read_text())
+    checkpoint = torch.load(results["best_checkpoint"], weights_only=True)
+    averaged, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)  # the average, not the last step's weights
+    assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)

@@ -6,6 +6,7 @@ from torch import nn
 
 from src.errors import UserError
 from src.models.bn_cnn import BnCnn
+from src.models.deep_bn_cnn import DeepBnCnn
 from src.models.deep_cnn import DeepCnn
 from src.models.fast_cnn import FastCnn
 from src.models.keras_cnn import KerasCnn
@@ -29,6 +30,7 @@ ARCHITECTURES = {
     "simple_cnn": Architecture(SimpleCnn, "4: one convolution (MNIST)", 96.0),
     "lenet5": Architecture(LeNet5, "5: LeNet-5 (Kaggle CSV)", 97.19),
     "fast_cnn": Architecture(FastCnn, "ours: fastest to 99% (configs/fast.yaml)", None),
+    "deep_bn_cnn": Architecture(DeepBnCnn, "ours: member CNN of a 99.757% Kaggle ensemble", None),
 }
 INITS = ("torch", "keras")
 

@@ -22,8 +22,14 @@ def test_parameter_count_and_output_shape_match_seeds(name):
 
 
 def test_registry_holds_the_seed_models_and_ours():
-    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS) | {"fast_cnn"}
+    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS) | {"fast_cnn", "deep_bn_cnn"}
     assert count_parameters(build_model("fast_cnn")) == 29_402
+
+
+def test_deep_bn_cnn_has_the_kaggle_members_shape():
+    model = build_model("deep_bn_cnn").eval()
+    assert count_parameters(model) == 327_242  # Keras' summary of the Kaggle kernel's model
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
 def test_bn_cnn_uses_keras_batch_norm_semantics():

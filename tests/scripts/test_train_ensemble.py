@@ -1,0 +1,58 @@
+"""scripts/train_ensemble.py: K seeds, their ensemble evaluated by src.evaluate, finished members reused."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_ensemble.py"
+spec = importlib.util.spec_from_file_location("train_ensemble", SCRIPT)
+train_ensemble = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ensemble)
+
+QUICK = ["--max-epochs", "1", "--limit-train-batches", "40", "--limit-val-batches", "2"]
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("ensemble")
+    table = logdir / "table.md"
+    argv = ["--model", "lenet5", "--members", "2", "--logdir", str(logdir), "--output", str(table), *QUICK]
+    assert train_ensemble.main(argv) == 0
+    return logdir, table, argv
+
+
+def test_members_have_their_own_seeds_and_the_ensemble_is_scored_on_the_test_set(ensemble):
+    logdir, table, _ = ensemble
+    runs = sorted((logdir / "lenet5").glob("version_*"))
+    results = [json.loads((run / "results.json").read_text()) for run in runs]
+    assert [r["seed"] for r in results] == [0, 1]
+    metrics = json.loads((logdir / "lenet5" / "ensemble-seeds-0-1" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "MNIST test set (10,000 images)"
+    # src.evaluate scores each member exactly as its training run's own test did
+    for member, result in zip(metrics["members"], results, strict=True):
+        assert member["accuracy"] == pytest.approx(result["test_acc"], abs=1e-6)
+    ensemble = metrics["ensemble"]["accuracy"] * 100
+    lines = table.read_text().splitlines()
+    assert (
+        lines[-1] == f"| **ensemble of 2** | | | | **{ensemble:.2f}%** ({metrics['ensemble']['errors']} errors) | | | |"
+    )
+    mean = sum(r["test_acc"] for r in results) / 2 * 100
+    assert lines[-2].startswith(f"| mean of 2 | | | | {mean:.2f}% ± ")
+
+
+def test_a_rerun_reuses_finished_members_instead_of_training_again(ensemble, capsys):
+    logdir, _, argv = ensemble
+    assert train_ensemble.main(argv) == 0
+    assert len(list((logdir / "lenet5").glob("version_*"))) == 2
+    out = capsys.readouterr().out
+    assert "seed 0: reusing the finished run" in out and "seed 1: reusing the finished run" in out
+
+
+def test_a_bad_training_flag_is_one_line(capsys, tmp_path):
+    assert train_ensemble.main(["--model", "lenet5", "--logdir", str(tmp_path), "--max-epochs", "zero"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "error: python -m src.train: argument --max-epochs: invalid int value: 'zero'"
+    )
