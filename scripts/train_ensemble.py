@@ -57,6 +57,7 @@ def train_ensemble(argv: list[str] | None) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="members use seeds first, first+1, ...")
     parser.add_argument("--logdir", default="lightning_logs/ensemble")
     parser.add_argument("--output", default=None, help="also write the table to this file")
+    parser.add_argument("--tta", action="store_true", help="evaluate with test-time augmentation (src.evaluate --tta)")
     args, train_flags = parser.parse_known_args(argv)
     if args.members < 1:
         parser.error("--members must be at least 1")
@@ -79,8 +80,8 @@ def train_ensemble(argv: list[str] | None) -> int:
             print(f"seed {seed}: reusing the finished run {run}")
         runs.append(run)
 
-    output_dir = Path(args.logdir) / args.model / f"ensemble-seeds-{args.first_seed}-{seed}"
-    status = evaluate(["--ckpt", *map(str, runs), "--output-dir", str(output_dir)])
+    output_dir = Path(args.logdir) / args.model / f"ensemble-seeds-{args.first_seed}-{seed}{'-tta' * args.tta}"
+    status = evaluate(["--ckpt", *map(str, runs), "--output-dir", str(output_dir), *["--tta"] * args.tta])
     if status != 0:
         return status
     metrics = json.loads((output_dir / "metrics.json").read_text())

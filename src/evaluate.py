@@ -21,6 +21,9 @@ def build_parser() -> Parser:
         "--data-dir", default=None, help="MNIST files, or the folder with Kaggle's train.csv (default: data/MNIST/raw)"
     )
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
+    p.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: average over the image and its 1-pixel shifts"
+    )
     p.add_argument("--output-dir", default=None, help="where figures and metrics.json go (default: RUN/evaluation)")
     return p
 
@@ -76,13 +79,15 @@ def evaluate(args) -> int:
     loaded = [load_classifier(path) for path in args.ckpt]
     split = read_checkpoint(loaded[0][1]).get("datamodule_hyper_parameters") or {}
     images, labels, description = evaluation_set(args.data, args.data_dir, split)
-    members = [predict_probabilities(model, images, args.batch_size) for model, _ in loaded]
+    members = [predict_probabilities(model, images, args.batch_size, tta=args.tta) for model, _ in loaded]
     reports = [
         {"checkpoint": str(path), **score(probs, labels)} for probs, (_, path) in zip(members, loaded, strict=True)
     ]
     final = ensemble_probabilities(members) if len(members) > 1 else members[0]
     final_report = score(final, labels)
 
+    if args.tta:
+        description += ", with test-time augmentation (1-pixel shifts)"
     print(f"evaluated on the {description}")
     for report in reports:
         print(
@@ -98,7 +103,7 @@ def evaluate(args) -> int:
     output = (
         Path(args.output_dir)
         if args.output_dir
-        else run_dir / ("evaluation" if len(members) == 1 else "evaluation-ensemble")
+        else run_dir / (("evaluation" if len(members) == 1 else "evaluation-ensemble") + ("-tta" if args.tta else ""))
     )
     write_json(
         output / "metrics.json",

@@ -4,20 +4,41 @@ import torch
 
 from src.data.transforms import normalise
 
+# Test-time augmentation: the image itself and its one-pixel shifts (down, up, right, left), the size
+# of the shifts training augmentation and MNIST's own centring error produce.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """[N, H, W] moved by (dy, dx) pixels, the uncovered border black (MNIST's background)."""
+    out = torch.zeros_like(images)
+    h, w = images.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = images[
+        ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.inference_mode()
-def predict_probabilities(model, images: torch.Tensor, batch_size: int = 1000, device=None) -> torch.Tensor:
-    """uint8 images [N, 28, 28] -> softmax probabilities [N, 10] (float32, on the CPU)."""
+def predict_probabilities(
+    model, images: torch.Tensor, batch_size: int = 1000, device=None, tta: bool = False
+) -> torch.Tensor:
+    """uint8 images [N, 28, 28] -> softmax probabilities [N, 10] (float32, on the CPU).
+
+    With `tta`, each image's probabilities are the mean over the image and its TTA_SHIFTS.
+    """
     device = device or pick_device()
     model = model.to(device).eval()
+    shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = normalise(images[start : start + batch_size].to(device))
-        chunks.append(model(batch).float().softmax(dim=1).cpu())
+        batch = images[start : start + batch_size].to(device)
+        views = [model(normalise(shifted(batch, dy, dx))).float().softmax(dim=1) for dy, dx in shifts]
+        chunks.append(torch.stack(views).mean(dim=0).cpu())
     return torch.cat(chunks) if chunks else torch.empty(0, 10)
 
 

@@ -33,3 +33,10 @@ def test_ensemble_reports_each_member_and_the_mean(short_run, capsys):
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"
+
+
+def test_tta_is_reported_apart_from_the_plain_evaluation(short_run, capsys):
+    assert main(["--ckpt", str(short_run), "--tta"]) == 0
+    metrics = json.loads((short_run / "evaluation-tta" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "MNIST test set (10,000 images), with test-time augmentation (1-pixel shifts)"
+    assert "with test-time augmentation" in capsys.readouterr().out
