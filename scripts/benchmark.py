@@ -95,9 +95,12 @@ def trainer(plan, steps: int, callbacks) -> pl.Trainer:
     )
 
 
-def ours(plan, datamodule: DigitsDataModule, steps: int) -> float:
+def ours(plan, datamodule: DigitsDataModule, steps: int, compiled: bool = False) -> float:
+    model = DigitClassifier(arch="lenet5", lr=1e-3)
+    if compiled:
+        model.net.compile()  # as --compile does; the graphs compiled by the warm-up round are reused
     throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(DigitClassifier(arch="lenet5", lr=1e-3), datamodule=datamodule)
+    trainer(plan, steps, [throughput]).fit(model, datamodule=datamodule)
     return throughput.images_per_second
 
 
@@ -198,6 +201,7 @@ def main() -> int:
     parser.add_argument("--recipe", default="configs/fast.yaml", help="recipe for time-to-accuracy")
     parser.add_argument("--probe-steps", type=int, default=20, help="evaluate the test set every N steps")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.99, 0.995])
+    parser.add_argument("--compile", action="store_true", help="add ours with torch.compile (--compile) as a contender")
     args = parser.parse_args()
 
     quiet_lightning()
@@ -207,6 +211,7 @@ def main() -> int:
     apply_global_settings(plan)
     device = torch.device(plan.accelerator)
     rows = []
+    compile_seconds = {}
     for batch_size in args.batch_sizes:
         datamodule = DigitsDataModule(batch_size=batch_size, val_fraction=0.1, val_split="tail")
         datamodule.setup()
@@ -215,15 +220,23 @@ def main() -> int:
         rate = plain(device, images, labels, batch_size, max(10, 2000 // batch_size))
         steps = max(20, min(int(rate * args.seconds / batch_size), len(labels) // batch_size))
         results = {"ours": [], "plain": [], "conventional": []}
+        if args.compile:
+            started = time.perf_counter()
+            ours(plan, datamodule, 2, compiled=True)
+            compile_seconds[batch_size] = time.perf_counter() - started
+            results["compiled"] = []
         for _ in range(args.rounds):
             results["ours"].append(ours(plan, datamodule, steps))
+            if args.compile:
+                results["compiled"].append(ours(plan, datamodule, steps, compiled=True))
             results["plain"].append(plain(device, images, labels, batch_size, steps))
             results["conventional"].append(conventional(plan, images, labels, batch_size, steps))
         median = {name: statistics.median(values) for name, values in results.items()}
         spread = {name: (min(v), max(v)) for name, v in results.items()}
         paired = {
             other: statistics.median(o / b for o, b in zip(results["ours"], results[other], strict=True))
-            for other in ("plain", "conventional")
+            for other in results
+            if other != "ours"
         }
         rows.append((batch_size, steps, median, spread, paired))
         print(f"batch {batch_size}: done", file=sys.stderr)
@@ -252,6 +265,16 @@ def main() -> int:
             f"| {batch_size} | {steps} | {' | '.join(cells)} | {paired['plain']:.2f}x | {paired['conventional']:.2f}x |"
         )
     print("\n(ratios: the median over rounds of ours / other within the same round)\n")
+    if args.compile:
+        print(
+            "| batch | ours + torch.compile (images/s) | ours + compile / ours | compile warm-up s |\n|---:|---:|---:|---:|"
+        )
+        for batch_size, _, median, spread, paired in rows:
+            print(
+                f"| {batch_size} | {median['compiled']:,.0f} ({spread['compiled'][0]:,.0f}-{spread['compiled'][1]:,.0f}) "
+                f"| {1 / paired['compiled']:.2f}x | {compile_seconds[batch_size]:.1f} |"
+            )
+        print()
     print(f"| time-to-accuracy: {args.recipe}, test set every {args.probe_steps} steps | training seconds | steps |")
     print("|---|---:|---:|")
     for target in args.targets:

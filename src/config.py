@@ -39,6 +39,7 @@ class Recipe:
     ema_decay: float | None = None  # validate, checkpoint and test an exponential moving average of the weights
     augment: dict | None = None  # rotation, zoom, shift, elastic_alpha, elastic_sigma (src/data/augment.py)
     init: str = "torch"
+    compile: bool = False  # torch.compile the architecture (scripts/benchmark.py --compile measures it)
     seed: int = 0
     deterministic: bool = False
     # hardware

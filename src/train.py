@@ -45,6 +45,12 @@ def build_parser() -> Parser:
     add("--logdir", "where run directories are created", d.logdir)
     p.add_argument("--fast-dev-run", action="store_true", default=None, help="one batch of each stage; writes nothing")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic algorithms (slower)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model; off by default: slower on CPU, measured (scripts/benchmark.py --compile)",
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     return p
 
@@ -226,7 +232,7 @@ def make_classifier(recipe: Recipe):
     """The recipe's DigitClassifier (architecture, loss, optimizer, schedule)."""
     from src.models.classifier import DigitClassifier
 
-    return DigitClassifier(
+    classifier = DigitClassifier(
         arch=recipe.model,
         optimizer=recipe.optimizer,
         lr=recipe.lr,
@@ -237,6 +243,9 @@ def make_classifier(recipe: Recipe):
         label_smoothing=recipe.label_smoothing,
         init=recipe.init,
     )
+    if recipe.compile:
+        classifier.net.compile()  # in place: the state_dict keys stay those of the plain module
+    return classifier
 
 
 def check_writable(directory: Path) -> None:

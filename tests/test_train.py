@@ -198,3 +198,14 @@ def test_ema_weights_are_what_is_validated_checkpointed_and_tested(tmp_path):
     assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+
+def test_compiled_run_writes_checkpoints_that_load_into_the_plain_module(tmp_path):
+    run = run_recipe(tmp_path, "model: lenet5\nmax_epochs: 1\ncompile: true\n", "--limit-train-batches", "3")
+    assert yaml.safe_load((run / "config.yaml").read_text())["compile"] is True
+    results = json.loads((run / "results.json").read_text())
+    state = torch.load(results["best_checkpoint"], weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)
+    assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
