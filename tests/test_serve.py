@@ -171,19 +171,27 @@ def wait_until_answered(browser, answers_before: int):
     WebDriverWait(browser, 20).until(settled)
 
 
-def test_drawing_a_digit_stroke_by_stroke_shows_it_and_what_the_model_saw(server, browser):
-    from selenium.webdriver.common.action_chains import ActionChains
+def draw_strokes(browser, canvas, digit: np.ndarray, pointer: str) -> None:
+    """Draw `digit`'s ink stroke by stroke with a mouse or a finger (W3C pointer actions)."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
 
+    kind = interaction.POINTER_TOUCH if pointer == "touch" else interaction.POINTER_MOUSE
+    actions = ActionBuilder(browser, mouse=PointerInput(kind, pointer), duration=5)
+    for row, first, last in strokes(digit):
+        (x0, y), (x1, _) = canvas_point(row, first), canvas_point(row, last)
+        actions.pointer_action.move_to(canvas, x0 - CANVAS // 2, y - CANVAS // 2).pointer_down()
+        actions.pointer_action.move_to(canvas, x1 - CANVAS // 2, y - CANVAS // 2).pointer_up()
+    actions.perform()
+
+
+@pytest.mark.parametrize("pointer", ["mouse", "touch"])
+def test_drawing_a_digit_stroke_by_stroke_shows_it_and_what_the_model_saw(server, browser, pointer):
     images, labels = load_mnist("test")
     digit, label = images[0].numpy(), int(labels[0])
     browser.get(server)
-    canvas = browser.find_element("id", "pad")
-    draw = ActionChains(browser, duration=5)
-    for row, first, last in strokes(digit):
-        (x0, y), (x1, _) = canvas_point(row, first), canvas_point(row, last)
-        draw.move_to_element_with_offset(canvas, x0 - CANVAS // 2, y - CANVAS // 2).click_and_hold()
-        draw.move_by_offset(x1 - x0, 0).release()
-    draw.perform()
+    draw_strokes(browser, browser.find_element("id", "pad"), digit, pointer)
     wait_until_answered(browser, 0)
 
     assert browser.find_element("id", "digit").text == str(label)
@@ -199,7 +207,15 @@ def test_drawing_a_digit_stroke_by_stroke_shows_it_and_what_the_model_saw(server
     assert np.corrcoef(seen.ravel(), expected.ravel())[0, 1] > 0.9  # the browser's drawing, preprocessed
     assert np.corrcoef(seen.ravel(), digit.ravel().astype(np.float32))[0, 1] > 0.6  # ... looks like the MNIST digit
     ARTIFACTS.mkdir(exist_ok=True)
-    assert browser.save_screenshot(str(ARTIFACTS / "serve_drawn_digit.png"))
+    assert browser.save_screenshot(str(ARTIFACTS / f"serve_drawn_digit_{pointer}.png"))
+
+    browser.find_element("id", "clear").click()
+    assert browser.find_element("id", "digit").text == "?" and not preview.is_displayed()
+    assert browser.execute_script("return document.getElementById('pad').toDataURL()") == browser.execute_script(
+        "const blank = document.createElement('canvas'); blank.width = blank.height = 280;"
+        "const ink = blank.getContext('2d'); ink.fillStyle = '#fff'; ink.fillRect(0, 0, 280, 280);"
+        "return blank.toDataURL();"
+    )
 
 
 def test_uploading_a_file_that_is_not_an_image_shows_the_error(server, browser, tmp_path):
