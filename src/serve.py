@@ -117,6 +117,10 @@ class DigitServer(ThreadingHTTPServer):
         self.max_upload_bytes = max_upload_bytes
         super().__init__((HOST, port), RequestHandler)
 
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a closed tab is not worth a traceback
+            super().handle_error(request, client_address)
+
 
 class RequestHandler(BaseHTTPRequestHandler):
     server: DigitServer
@@ -168,8 +172,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            length = -1
+        if length < 0:
             self.close_connection = True
-            raise UserError(name, "the request has no valid Content-Length") from None
+            raise UserError(name, "the request has no valid Content-Length")
         if length > limit:
             # Read and drop a moderately large body, so that the client, still sending, gets the answer
             # instead of a broken pipe; beyond DRAIN_LIMIT just hang up.

@@ -102,6 +102,21 @@ def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(server, body
     assert post(server, png(drawn_like_the_page(load_mnist("test")[0][0].numpy())))[0] == 200
 
 
+def test_a_request_without_a_valid_length_is_refused(server):
+    import http.client
+
+    host, port = server.removeprefix("http://").split(":")
+    for length in ("-5", "many"):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/api/predict")
+        connection.putheader("Content-Length", length)
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 400
+        assert json.loads(response.read()) == {"error": "the image: the request has no valid Content-Length"}
+        connection.close()
+
+
 def test_the_page_and_its_assets_are_local(server):
     with urllib.request.urlopen(f"{server}/", timeout=30) as response:
         page = response.read().decode()
