@@ -256,3 +256,16 @@ def test_uploading_an_mnist_png_reads_it(server, browser, tmp_path):
     browser.find_element("id", "upload").send_keys(str(path))
     wait_until_answered(browser, 0)
     assert browser.find_element("id", "digit").text == str(int(labels[0]))
+
+
+def test_uploading_a_file_over_the_limit_is_refused_on_the_page(server, browser, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\0" * (2 * 2**20))  # the fixture's server accepts 1 MiB
+    browser.get(server)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 20).until(lambda b: b.find_element("id", "model").text.startswith("lenet5"))
+    browser.find_element("id", "upload").send_keys(str(big))
+    message = browser.find_element("id", "message")
+    WebDriverWait(browser, 20).until(lambda _: message.text)
+    assert message.text == "big.png: is 2.0 MiB, larger than the 1.0 MiB limit"
