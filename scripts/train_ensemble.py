@@ -21,13 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.atomic import atomic_write_text  # noqa: E402
 from src.cli import run_command  # noqa: E402
-from src.config import resolve_recipe  # noqa: E402
+from src.config import Recipe, resolve_recipe  # noqa: E402
 from src.evaluate import main as evaluate  # noqa: E402
 from src.hardware import probe_machine  # noqa: E402
 from src.runs import version_dirs  # noqa: E402
 from src.train import build_parser as build_train_parser  # noqa: E402
 from src.train import main as train  # noqa: E402
 
+DEFAULTS = Recipe().to_dict()
 RUN_ONLY_KEYS = ("logdir", "resume", "progress_refresh", "accelerator", "devices", "precision")
 
 
@@ -39,7 +40,10 @@ def finished_run(logdir: str, recipe: dict) -> Path | None:
     """The newest run under `logdir` that trained exactly `recipe` (seed included) to the end."""
     for run in reversed(version_dirs(logdir, recipe["model"])):
         config, results = run / "config.yaml", run / "results.json"
-        if results.exists() and config.exists() and same_recipe(yaml.safe_load(config.read_text()), recipe):
+        if not (results.exists() and config.exists()):
+            continue
+        # A key added to Recipe after the run was trained takes its default value.
+        if same_recipe({**DEFAULTS, **yaml.safe_load(config.read_text())}, recipe):
             return run
     return None
 
