@@ -105,7 +105,7 @@ def png_data_url(digit) -> str:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(digit.numpy(), mode="L").save(buffer, format="PNG")
+    Image.fromarray(digit.numpy()).save(buffer, format="PNG")  # uint8 [H, W] is greyscale ("L")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
