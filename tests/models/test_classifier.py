@@ -16,6 +16,15 @@ def test_optimizer_carries_the_recipes_keras_values():
         build_optimizer("lamb", params, 1e-3, {})
 
 
+def test_adam_runs_fused_unless_the_recipe_chooses_its_kernels():
+    params = [torch.zeros(1, requires_grad=True)]
+    assert build_optimizer("adam", params, 1e-3, {}).defaults["fused"] is True
+    assert build_optimizer("adamw", params, 1e-3, {}).defaults["fused"] is True
+    assert build_optimizer("adam", params, 1e-3, {"foreach": True}).defaults["fused"] is None
+    assert build_optimizer("adam", params, 1e-3, {"fused": False}).defaults["fused"] is False
+    assert "fused" not in build_optimizer("adadelta", params, 1.0, {}).defaults
+
+
 def test_plateau_translates_keras_patience_and_min_delta():
     optimizer = build_optimizer("adam", [torch.zeros(1, requires_grad=True)], 1e-3, {})
     config = build_scheduler("plateau", optimizer, {"patience": 2, "min_delta": 1e-4}, "train/loss", "min", 100, 10)
