@@ -1,7 +1,6 @@
 """python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
 
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -72,14 +71,12 @@ def resolve_and_train(args: dict) -> int:
 def train(recipe: Recipe) -> int:
     # Imported here so that `--help`, `--print-config` and recipe errors answer at once.
     import lightning.pytorch as pl
-    import torch
-    from lightning.pytorch.callbacks import TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from src.atomic import atomic_write_text
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
-    from src.runs import resume_checkpoint, run_dir_of, write_json
+    from src.results import write_results
+    from src.runs import resume_checkpoint
 
     started = time.perf_counter()
     probe = probe_machine()
@@ -103,17 +100,7 @@ def train(recipe: Recipe) -> int:
     writes_files = not recipe.fast_dev_run
     if writes_files:
         check_writable(Path(recipe.logdir))
-    if resume_from is not None:
-        run_dir = run_dir_of(resume_from)
-        logger = TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
-    else:
-        # DDP re-runs this command in every process; they must all use the version rank 0 chose.
-        version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None
-        logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model, version=version)
-        if plan.processes > 1:
-            os.environ[RUN_VERSION_VARIABLE] = (
-                logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-            )
+    logger = make_logger(recipe, plan.processes, resume_from)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
     trainer = pl.Trainer(
@@ -150,65 +137,66 @@ def train(recipe: Recipe) -> int:
                 file=sys.stderr,
             )
         return 130
+    tested = test_best(trainer, model, datamodule, recipe, plan)
+    if tested is None:  # a DDP process other than rank 0: its work ended with fit
+        return 0
+    print(
+        f"test accuracy {tested['test/acc']:.2%} (loss {tested['test/loss']:.4f}) on the {datamodule.test_description}"
+    )
+    if not writes_files:
+        print("fast-dev-run: nothing was written")
+        return 0
+    logger.log_metrics({"hp_metric": tested["test/acc"]}, step=trainer.global_step)
+    throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
+    results = write_results(recipe, model, datamodule, trainer, tested, throughput, plan, started, IMPORTED_AT)
+    print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
+    return 0
+
+
+def make_logger(recipe: Recipe, processes: int, resume_from: Path | None):
+    """The run's TensorBoardLogger: the resumed run's directory, else a new version that every DDP process shares."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from src.runs import run_dir_of
+
+    if resume_from is not None:
+        run_dir = run_dir_of(resume_from)
+        return TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+    # DDP re-runs this command in every process; they must all use the version rank 0 chose.
+    version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None
+    logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model, version=version)
+    if processes > 1:
+        os.environ[RUN_VERSION_VARIABLE] = (
+            logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        )
+    return logger
+
+
+def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
+    """Test the best checkpoint (the final weights without one) in one process; None on other DDP ranks."""
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     tester = trainer
-    # Test in a fresh one-process Trainer after DDP (a DistributedSampler pads the test set with
-    # duplicates, and synced metrics would wait for processes that have finished) and with EMA (its
-    # callback would load the raw weights from the checkpoint instead of the average it holds).
+    # A fresh one-process Trainer after DDP (a DistributedSampler pads the test set with duplicates,
+    # and synced metrics would wait for processes that have finished) and with EMA (its callback
+    # would load the raw weights from the checkpoint instead of the average it holds).
     if trainer.world_size > 1 or recipe.ema_decay is not None:
         if trainer.world_size > 1:
             torch.distributed.destroy_process_group()
         if not trainer.is_global_zero:
-            return 0
+            return None
         tester = pl.Trainer(
             accelerator=plan.accelerator,
             devices=1,
             precision=plan.precision,
-            logger=logger,
+            logger=trainer.logger,
             callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
         )
-    tested = tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
-    throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
-    test_acc, test_loss = tested["test/acc"], tested["test/loss"]
-    print(f"test accuracy {test_acc:.2%} (loss {test_loss:.4f}) on the {datamodule.test_description}")
-    if not writes_files:
-        print("fast-dev-run: nothing was written")
-        return 0
-
-    best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"] + 1 if best else None
-    logger.log_metrics({"hp_metric": test_acc}, step=trainer.global_step)
-    results = {
-        "model": recipe.model,
-        "parameters": model.parameter_count,
-        "data": recipe.data,
-        "evaluated_on": datamodule.test_description,
-        "test_acc": test_acc,
-        "test_loss": test_loss,
-        "epochs_run": trainer.current_epoch,
-        "best_epoch": best_epoch,
-        "monitor": recipe.monitor,
-        "best_monitor_value": float(checkpoint.best_model_score) if best else None,
-        "best_checkpoint": best,
-        "last_checkpoint": checkpoint.last_model_path or None,
-        "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in callbacks),
-        "train_seconds": round(throughput.seconds, 3),
-        "train_images": throughput.images,
-        "train_images_per_second": round(throughput.images_per_second, 1),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "startup_seconds": round(throughput.first_step_at - IMPORTED_AT, 3) if throughput.first_step_at else None,
-        "seed": recipe.seed,
-        "hardware": plan.to_dict(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "lightning": pl.__version__,
-        },
-        "run_dir": str(run_dir),
-    }
-    write_json(run_dir / "results.json", results)
-    print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
-    return 0
+    return tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
 
 
 def make_datamodule(recipe: Recipe, processes: int = 1):
