@@ -7,10 +7,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
-    EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
     TQDMProgressBar,
+    WeightAveraging,
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -18,6 +18,25 @@ from src.atomic import atomic_save
 from src.config import Recipe
 from src.errors import UserError
 from src.metrics import MONITOR_MODES
+
+
+def warmed_up_ema(decay: float):
+    """An exponential moving average whose decay warms up as min(decay, (1 + n) / (10 + n)) over its first
+    n updates, as TensorFlow's ExponentialMovingAverage(num_updates=...) does. Lightning's
+    EMAWeightAveraging uses the full decay from step 0, so for the first ~1/(1 - decay) steps the average
+    is mostly the random initial weights and validation reads chance. This is also a foreach update
+    (one kernel per dtype) where Lightning's is a Python loop over tensors."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)  # AveragedModel reads this count on the host each step already
+        step_decay = min(decay, (1 + n) / (10 + n))
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, 1 - step_decay)
+        else:  # integer buffers (batch norm's num_batches_tracked) follow the model
+            torch._foreach_copy_(averaged, current)
+
+    return update
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -125,7 +144,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         )
     if recipe.ema_decay is not None:
         # Lightning swaps the average in for validation, checkpoints and the end of training.
-        callbacks.append(EMAWeightAveraging(decay=recipe.ema_decay))
+        callbacks.append(WeightAveraging(multi_avg_fn=warmed_up_ema(recipe.ema_decay)))
     if recipe.early_stopping is not None:
         callbacks.append(
             EarlyStopping(
