@@ -52,5 +52,7 @@ def quiet_lightning() -> None:
     # to add sync_dist does not apply; and the one-process tester after DDP needs no training callbacks.
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
+    # Each new run gets a fresh version_N directory, so a non-empty one means --resume, which is the point.
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")

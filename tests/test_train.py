@@ -79,7 +79,7 @@ def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, capsys):
     )
 
 
-def test_interrupted_run_resumes_in_the_same_directory(tmp_path):
+def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
     common = ["--model", "lenet5", "--logdir", str(tmp_path), "--limit-train-batches", "20", "--limit-val-batches", "2"]
     assert main([*common, "--max-epochs", "1"]) == 0
     assert main([*common, "--max-epochs", "2", "--resume", "last"]) == 0
@@ -87,6 +87,7 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path):
     assert runs == ["version_0"]
     results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
     assert results["epochs_run"] == 2 and results["train_images"] == 20 * 32  # only the second epoch ran
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]  # resuming is the point
 
 
 @pytest.mark.parametrize(
