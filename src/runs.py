@@ -1,10 +1,15 @@
-"""Run directories on disk: LOGDIR/MODEL/version_N/{events, hparams.yaml, config.yaml, checkpoints/, results.json}."""
+"""Run directories on disk: LOGDIR/MODEL/version_N/{events, hparams.yaml, config.yaml, checkpoints/, results.json};
+finding them, resuming them, and the logger that writes them."""
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from src.atomic import atomic_write_text
 from src.errors import UserError
+
+RUN_VERSION_VARIABLE = "MNIST_LIGHTNING_RUN_VERSION"
 
 
 def version_dirs(logdir: str | Path, model: str) -> list[Path]:
@@ -15,19 +20,61 @@ def version_dirs(logdir: str | Path, model: str) -> list[Path]:
 
 
 def resume_checkpoint(resume: str, logdir: str | Path, model: str) -> Path:
-    """`last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the checkpoint to resume."""
+    """`last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the checkpoint to resume,
+    checked to be one of `model`."""
     if resume == "last":
         candidates = [run / "checkpoints" / "last.ckpt" for run in version_dirs(logdir, model)]
         candidates = [c for c in candidates if c.exists()]
         if not candidates:
             raise UserError("--resume last", f"no run of {model} under {logdir} has checkpoints/last.ckpt")
-        return candidates[-1]
-    path = Path(resume)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise UserError("--resume", f"{path} does not exist")
+        path = candidates[-1]
+    else:
+        path = Path(resume)
+        if path.is_dir():
+            path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise UserError("--resume", f"{path} does not exist")
+    _check_holds_model(path, model)
     return path
+
+
+def _check_holds_model(checkpoint: Path, model: str) -> None:
+    import torch
+
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(checkpoint, f"cannot be loaded as a checkpoint ({type(e).__name__})") from None
+    arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
+    if arch != model:
+        raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before training, not at the first checkpoint, when run output cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise UserError(f"--logdir {directory}", f"cannot be written ({e.strerror or e})") from None
+
+
+def make_logger(logdir: str | Path, model: str, processes: int, resume_from: Path | None):
+    """The run's TensorBoardLogger: the resumed run's directory, else a new version that every DDP process shares."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if resume_from is not None:
+        run_dir = run_dir_of(resume_from)
+        return TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
+    # DDP re-runs this command in every process; they must all use the version rank 0 chose.
+    version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None
+    logger = TensorBoardLogger(save_dir=logdir, name=model, version=version)
+    if processes > 1:
+        os.environ[RUN_VERSION_VARIABLE] = (
+            logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+        )
+    return logger
 
 
 def run_dir_of(checkpoint: Path) -> Path:

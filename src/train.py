@@ -1,8 +1,6 @@
 """python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +10,6 @@ from src.errors import UserError
 
 IMPORTED_AT = time.time()  # start-up is measured from here: the interpreter and these imports take ~0.1 s
 DEFAULTS = Recipe()
-RUN_VERSION_VARIABLE = "MNIST_LIGHTNING_RUN_VERSION"
 
 
 def build_parser() -> Parser:
@@ -76,7 +73,7 @@ def train(recipe: Recipe) -> int:
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
     from src.results import write_results
-    from src.runs import resume_checkpoint
+    from src.runs import check_writable, make_logger, resume_checkpoint
 
     started = time.perf_counter()
     probe = probe_machine()
@@ -87,8 +84,6 @@ def train(recipe: Recipe) -> int:
         if size % plan.processes:
             raise UserError("--batch-size", f"{size} does not divide across {plan.processes} processes")
     resume_from = resume_checkpoint(recipe.resume, recipe.logdir, recipe.model) if recipe.resume else None
-    if resume_from is not None:
-        _check_same_model(resume_from, recipe.model)
     quiet_lightning()
     apply_global_settings(plan)
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
@@ -100,7 +95,7 @@ def train(recipe: Recipe) -> int:
     writes_files = not recipe.fast_dev_run
     if writes_files:
         check_writable(Path(recipe.logdir))
-    logger = make_logger(recipe, plan.processes, resume_from)
+    logger = make_logger(recipe.logdir, recipe.model, plan.processes, resume_from)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
     trainer = pl.Trainer(
@@ -151,25 +146,6 @@ def train(recipe: Recipe) -> int:
     results = write_results(recipe, model, datamodule, trainer, tested, throughput, plan, started, IMPORTED_AT)
     print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
     return 0
-
-
-def make_logger(recipe: Recipe, processes: int, resume_from: Path | None):
-    """The run's TensorBoardLogger: the resumed run's directory, else a new version that every DDP process shares."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
-    from src.runs import run_dir_of
-
-    if resume_from is not None:
-        run_dir = run_dir_of(resume_from)
-        return TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
-    # DDP re-runs this command in every process; they must all use the version rank 0 chose.
-    version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None
-    logger = TensorBoardLogger(save_dir=recipe.logdir, name=recipe.model, version=version)
-    if processes > 1:
-        os.environ[RUN_VERSION_VARIABLE] = (
-            logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-        )
-    return logger
 
 
 def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
@@ -234,28 +210,6 @@ def make_classifier(recipe: Recipe):
     if recipe.compile:
         classifier.net.compile()  # in place: the state_dict keys stay those of the plain module
     return classifier
-
-
-def check_writable(directory: Path) -> None:
-    """Fail before training, not at the first checkpoint, when run output cannot be written."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError as e:
-        raise UserError(f"--logdir {directory}", f"cannot be written ({e.strerror or e})") from None
-
-
-def _check_same_model(checkpoint: Path, model: str) -> None:
-    import torch
-
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(checkpoint, f"cannot be loaded as a checkpoint ({type(e).__name__})") from None
-    arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
-    if arch != model:
-        raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,25 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"hyper_parameters": {"arch": "mlp"}}, "is a checkpoint of 'mlp', not of --model lenet5"),
+        (b"not a checkpoint", "cannot be loaded as a checkpoint (UnpicklingError)"),
+    ],
+)
+def test_resuming_from_an_incompatible_checkpoint_is_one_line(content, message, tmp_path, capsys):
+    checkpoint = tmp_path / "other.ckpt"
+    if isinstance(content, bytes):
+        checkpoint.write_bytes(content)
+    else:
+        torch.save(content, checkpoint)
+    argv = ["--model", "lenet5", "--resume", str(checkpoint), "--logdir", str(tmp_path / "logs")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: {checkpoint}: {message}\n"
+    assert not (tmp_path / "logs").exists()
+
+
 def test_bad_csv_row_stops_the_command_with_the_line(tmp_path, capsys):
     lines = (KAGGLE_DIR / "train.csv").read_text().splitlines()[:50]
     lines[17] = lines[17].replace(",0,", ",256,", 1)
