@@ -40,8 +40,11 @@ def evaluation_set(data: str, data_dir: str | None, split: dict):
     if data == "mnist":
         images, labels = load_mnist("test", data_dir)
         return images, labels, f"MNIST test set ({len(labels):,} images)"
-    keys = ("val_fraction", "val_split", "split_seed")
-    datamodule = DigitsDataModule(data="kaggle", data_dir=data_dir, **{k: split[k] for k in keys if k in split})
+    split = {"seed": split.get("split_seed"), **split}  # checkpoints before 2026-11-25 name the seed split_seed
+    keys = ("val_fraction", "val_split", "seed")
+    datamodule = DigitsDataModule(
+        data="kaggle", data_dir=data_dir, **{k: split[k] for k in keys if split.get(k) is not None}
+    )
     datamodule.setup()
     return datamodule.test_set.images, datamodule.test_set.labels, datamodule.test_description
 

@@ -186,7 +186,7 @@ def make_datamodule(recipe: Recipe, processes: int = 1):
         eval_batch_size=recipe.eval_batch_size,
         val_fraction=recipe.val_fraction,
         val_split=recipe.val_split,
-        split_seed=recipe.seed,
+        seed=recipe.seed,
         batch_schedule={epoch: size // processes for epoch, size in (recipe.batch_schedule or {}).items()},
         augment=recipe.augment,
     )

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from src.data.augment import Augmentation
 from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import ensure_files, load_mnist
+from src.data.train_batches import EpochOrder, TrainBatches
 from src.data.transforms import normalise
 from src.errors import UserError
 
@@ -60,7 +61,7 @@ class DigitsDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         val_fraction: float = 0.1,
         val_split: str = "random",
-        split_seed: int = 0,
+        seed: int = 0,
         batch_schedule: dict | None = None,
         augment: dict | None = None,
     ):
@@ -87,9 +88,7 @@ class DigitsDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         images, labels = self._load_training_source()
-        train, val = split_indices(
-            len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.split_seed
-        )
+        train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.seed)
         self.train_set = TensorBatches(images[train], labels[train])
         self.val_set = TensorBatches(images[val], labels[val])
         if self.hparams.data == "mnist":
@@ -125,9 +124,14 @@ class DigitsDataModule(pl.LightningDataModule):
         return max(1, int(batches * limit)) if limit is not None else batches
 
     # Data is already in memory: worker processes would only add start-up and copying.
-    def train_dataloader(self) -> DataLoader:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return DataLoader(self.train_set, batch_size=self.batch_size_at(epoch), shuffle=True, collate_fn=keep_batch)
+    def train_dataloader(self) -> TrainBatches:
+        trainer = self.trainer
+        epoch, rank, world_size = (
+            (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
+        )
+        order = EpochOrder(len(self.train_set), self.hparams.seed, rank, world_size)
+        order.set_epoch(epoch)
+        return TrainBatches(self.train_set.images, self.train_set.labels, self.batch_size_at(epoch), order)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)

@@ -32,8 +32,10 @@ def test_batches_are_uint8_slices_and_become_normalised_floats():
 def test_training_batches_cover_the_split_once_per_epoch_in_a_new_order():
     dm = DigitsDataModule(batch_size=1000, val_fraction=0.1, val_split="tail")
     dm.setup()
-    first = torch.cat([labels for _, labels in dm.train_dataloader()])
-    second = torch.cat([labels for _, labels in dm.train_dataloader()])
+    loader = dm.train_dataloader()
+    first = torch.cat([labels for _, labels in loader])
+    loader.sampler.set_epoch(1)  # what Lightning does at each epoch's start
+    second = torch.cat([labels for _, labels in loader])
     assert len(first) == 54000
     assert torch.equal(first.sort().values, dm.train_set.labels.sort().values)
     assert not torch.equal(first, second)

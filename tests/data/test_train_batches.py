@@ -1,0 +1,58 @@
+import torch
+
+from src.data.train_batches import EpochOrder, TrainBatches
+
+IMAGES = torch.arange(10 * 28 * 28, dtype=torch.int32).reshape(10, 28, 28).to(torch.uint8)
+LABELS = torch.arange(10)
+
+
+def epoch_labels(loader: TrainBatches) -> list[list[int]]:
+    return [labels.tolist() for _, labels in loader]
+
+
+def test_each_epoch_has_its_own_order_and_the_same_one_for_the_same_seed():
+    orders = [EpochOrder(10, seed=3), EpochOrder(10, seed=3), EpochOrder(10, seed=4)]
+    assert torch.equal(orders[0].indices(), orders[1].indices())
+    assert not torch.equal(orders[0].indices(), orders[2].indices())
+    first = orders[0].indices()
+    orders[0].set_epoch(1)
+    assert not torch.equal(first, orders[0].indices())
+    assert sorted(first.tolist()) == list(range(10))
+
+
+def test_processes_get_disjoint_shards_of_equal_length():
+    shards = [EpochOrder(10, seed=0, rank=rank, world_size=4).indices() for rank in range(4)]
+    assert [len(s) for s in shards] == [3, 3, 3, 3]  # padded like DistributedSampler: 12 slots for 10 images
+    assert set(torch.cat(shards).tolist()) == set(range(10))
+    assert len(set(torch.cat(shards[:2]).tolist())) == 6
+
+
+def test_batches_are_slices_of_the_images_and_labels_in_that_order():
+    loader = TrainBatches(IMAGES, LABELS, batch_size=4, sampler=EpochOrder(10, seed=0))
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3 and [len(labels) for _, labels in batches] == [4, 4, 2]
+    order = EpochOrder(10, seed=0).indices()
+    assert torch.equal(torch.cat([labels for _, labels in batches]), order)
+    images, labels = batches[0]
+    assert images.dtype == torch.uint8 and torch.equal(images, IMAGES[labels])
+
+
+def test_a_restored_state_continues_the_same_epoch_where_it_stopped():
+    unbroken = epoch_labels(TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0)))
+    interrupted = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
+    batches = iter(interrupted)
+    next(batches), next(batches)
+    state = interrupted.state_dict()
+    assert state == {"epoch": 0, "batches": 2}
+
+    resumed = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
+    resumed.load_state_dict(state)
+    assert epoch_labels(resumed) == unbroken[2:]
+    assert epoch_labels(resumed) == unbroken  # the next pass is a whole epoch again
+
+
+def test_a_state_from_another_epoch_skips_nothing():
+    loader = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
+    loader.load_state_dict({"epoch": 0, "batches": 5})  # epoch 0 ran to its end
+    loader.sampler.set_epoch(1)
+    assert len(epoch_labels(loader)) == 5
