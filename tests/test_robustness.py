@@ -6,10 +6,12 @@ import subprocess
 import sys
 import time
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import src.callbacks
 from src.train import main
 from tests.conftest import ROOT
 
@@ -46,6 +48,43 @@ def test_interrupt_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path
     assert {0, 1, 2} <= {int(e.value) for e in events.Scalars("epoch")}
     steps = [e.step for e in events.Scalars("train/loss")]
     assert min(steps) < saved["global_step"] < max(steps)  # logged before the interruption and after the resume
+
+
+class CtrlCInSecondValidation(pl.Callback):
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1 and not trainer.sanity_checking:
+            raise KeyboardInterrupt
+
+
+def logged(run, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
+    # lenet5's own recipe: plateau scheduler and early stopping on train/loss, whose state must carry over.
+    common = ["--model", "lenet5", "--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
+    assert main([*common, "--logdir", str(tmp_path / "unbroken")]) == 0
+    # Stopped after epoch 1, then resumed.
+    assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
+    assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 0
+    # Ctrl-C during epoch 2's validation, after its last training batch, then resumed.
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), CtrlCInSecondValidation()])
+    assert main([*common, "--logdir", str(tmp_path / "interrupted")]) == 130
+    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
+    assert main([*common, "--logdir", str(tmp_path / "interrupted"), "--resume", "last"]) == 0
+
+    runs = {name: tmp_path / name / "lenet5" / "version_0" for name in ("unbroken", "stopped", "interrupted")}
+    results = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
+    weights = {name: torch.load(r["last_checkpoint"], weights_only=True)["state_dict"] for name, r in results.items()}
+    for name in ("stopped", "interrupted"):
+        # The same batches in the same order: the same weights, per-epoch training curve and test result.
+        assert all(torch.equal(weights[name][k], weights["unbroken"][k]) for k in weights["unbroken"])
+        assert logged(runs[name], "train/loss") == logged(runs["unbroken"], "train/loss")
+        assert results[name]["test_acc"] == results["unbroken"]["test_acc"]
+        assert results[name]["best_epoch"] == results["unbroken"]["best_epoch"] == 3
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):

@@ -95,6 +95,22 @@ class DigitClassifier(pl.LightningModule):
         # The sanity check's few validation batches must not count towards epoch 1.
         self.val_metrics.reset()
 
+    # A checkpoint cut mid-epoch (Ctrl-C, SIGTERM) carries the epoch's running training sums, so that
+    # the resumed epoch reports all its batches, not only those after the cut (or zeros, when the cut
+    # came after its last batch). Lightning skips on_train_epoch_start when it resumes mid-epoch, and
+    # calls it when an epoch starts afresh: there the carried sums are dropped. (Under DDP, rank 0's
+    # sums are carried to every process: exact counts, the loss and accuracy of rank 0's share.)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_epoch_sums"] = {
+            name: state.clone() for name, state in self.train_metrics.metric_state.items()
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.train_metrics.continue_from(checkpoint.get("train_epoch_sums", {}))
+
+    def on_train_epoch_start(self) -> None:
+        self.train_metrics.reset()
+
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = build_optimizer(hp.optimizer, self.parameters(), hp.lr, hp.optimizer_args or {})

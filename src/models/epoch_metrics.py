@@ -30,3 +30,10 @@ class LossAndAccuracy(Metric):
         """(mean loss, accuracy in [0, 1])."""
         count = self.count.clamp(min=1)
         return (self.loss_sum / count).float(), self.correct.float() / count
+
+    def continue_from(self, sums: dict[str, torch.Tensor]) -> None:
+        """Resume an epoch from `metric_state` saved part-way through it."""
+        for name, value in sums.items():
+            getattr(self, name).copy_(value)
+        if self.count > 0:
+            self._update_count += 1  # torchmetrics warns when compute() comes before any update()
