@@ -36,9 +36,10 @@ class EpochOrder:
 
 
 class TrainBatches:
-    """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order; the last batch may be smaller.
-    `state_dict()` records how many batches of which epoch were handed out, and after `load_state_dict()`
-    that epoch continues where it stopped (Lightning saves and restores this with each checkpoint)."""
+    """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order; the
+    last batch may be smaller. `state_dict()` records how many batches of which epoch were handed out,
+    and after `load_state_dict()` that epoch continues where it stopped (Lightning saves and restores
+    this with each checkpoint)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: EpochOrder):
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
