@@ -129,8 +129,7 @@ class DigitsDataModule(pl.LightningDataModule):
         epoch, rank, world_size = (
             (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
         )
-        order = EpochOrder(len(self.train_set), self.hparams.seed, rank, world_size)
-        order.set_epoch(epoch)
+        order = EpochOrder(len(self.train_set), self.hparams.seed, rank, world_size, epoch)
         return TrainBatches(self.train_set.images, self.train_set.labels, self.batch_size_at(epoch), order)
 
     def val_dataloader(self) -> DataLoader:

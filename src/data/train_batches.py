@@ -17,9 +17,8 @@ class EpochOrder:
     the same in every process and after a resume. Padded and sharded like torch's DistributedSampler:
     process `rank` of `world_size` takes every world_size-th index, and every process gets as many."""
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.epoch = 0
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1, epoch: int = 0):
+        self.size, self.seed, self.rank, self.world_size, self.epoch = size, seed, rank, world_size, epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this at the start of every epoch (as it does for a DistributedSampler)."""
@@ -43,6 +42,8 @@ class TrainBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: EpochOrder):
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
+        # The epoch that `_handed_out` counts, kept apart from the sampler's: Lightning may set the next
+        # epoch on the sampler before a checkpoint records this one.
         self._epoch, self._handed_out = sampler.epoch, 0
         self._resume: dict | None = None
 
