@@ -2,6 +2,8 @@
 
 import json
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -34,10 +36,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: Path) -> dict:
     """torch.load with weights_only=True: tensors and plain values only, so a file cannot run code."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).splitlines()[0] if str(e) else "it holds Python objects"
-        raise UserError(path, f"refused: not a plain-weights checkpoint ({reason[:160]})") from None
+        if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
+            raise UserError(path, f"refused: not a plain-weights checkpoint (it would import {found[1]})") from None
+        raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

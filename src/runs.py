@@ -39,13 +39,9 @@ def resume_checkpoint(resume: str, logdir: str | Path, model: str) -> Path:
 
 
 def _check_holds_model(checkpoint: Path, model: str) -> None:
-    import torch
+    from src.checkpoints import read_checkpoint
 
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(checkpoint, f"cannot be loaded as a checkpoint ({type(e).__name__})") from None
-    arch = saved.get("hyper_parameters", {}).get("arch") if isinstance(saved, dict) else None
+    arch = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("arch")
     if arch != model:
         raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
 

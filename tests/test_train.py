@@ -114,8 +114,8 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ({"hyper_parameters": {"arch": "mlp"}}, "is a checkpoint of 'mlp', not of --model lenet5"),
-        (b"not a checkpoint", "cannot be loaded as a checkpoint (UnpicklingError)"),
+        ({"state_dict": {}, "hyper_parameters": {"arch": "mlp"}}, "is a checkpoint of 'mlp', not of --model lenet5"),
+        (b"not a checkpoint", "is not a readable checkpoint (not a file torch.save wrote)"),
     ],
 )
 def test_resuming_from_an_incompatible_checkpoint_is_one_line(content, message, tmp_path, capsys):
