@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from src.data.augment import Augmentation
@@ -73,6 +74,7 @@ class DigitsDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.augment = Augmentation.from_recipe(augment)  # training batches only
         self.train_set = self.val_set = self.test_set = None
+        self.resume_position: dict | None = None
 
     @property
     def test_description(self) -> str:
@@ -130,7 +132,23 @@ class DigitsDataModule(pl.LightningDataModule):
             (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
         )
         order = EpochOrder(len(self.train_set), self.hparams.seed, rank, world_size, epoch)
-        return TrainBatches(self.train_set.images, self.train_set.labels, self.batch_size_at(epoch), order)
+        size = self.batch_size_at(epoch)
+        return TrainBatches(self.train_set.images, self.train_set.labels, size, order, self.resume_position)
+
+    # Where training stood in its epoch, saved with every checkpoint and restored before the training
+    # batches are made. Not the loader's own state_dict: Lightning never restores that when
+    # configure_optimizers reads trainer.estimated_stepping_batches, as ours does (Lightning issue #20550).
+    # Lightning counts a batch as completed after its optimizer step and on_train_batch_end: one cut
+    # short by Ctrl-C is trained again.
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        return {"train_position": {"epoch": trainer.current_epoch, "batches": completed}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resume_position = state.get("train_position")
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)

@@ -44,7 +44,7 @@ class DigitClassifier(pl.LightningModule):
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook, ~42 times a training step; nn.Module's
         # __setattr__ (parameter/module/buffer checks) made that ~60 us of a ~2 ms lenet5 step at batch 32.
-        if name == "_current_fx_name":
+        if name in ("_current_fx_name", "_uncounted_step"):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -56,24 +56,30 @@ class DigitClassifier(pl.LightningModule):
     def stage_metrics(self, stage: str) -> LossAndAccuracy:
         return getattr(self, f"{stage}_metrics")
 
-    def _step(self, stage: str, batch) -> torch.Tensor:
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         inputs, labels = batch
+        if self.global_step == 0 and batch_idx == 0:
+            self._log_sample_inputs(inputs)
         logits = self(inputs)
-        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
-        loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
-        self.stage_metrics(stage).update(logits, labels, loss)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        # Counted in on_train_batch_end, when Lightning counts the batch as done: a step cut short by
+        # Ctrl-C is trained again after a resume and must not be counted twice.
+        self._uncounted_step = (logits, labels, loss)
         return loss
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if self.global_step == 0 and batch_idx == 0:
-            self._log_sample_inputs(batch[0])
-        return self._step("train", batch)
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.train_metrics.update(*self._uncounted_step)
+
+    def _eval_step(self, stage: str, batch) -> None:
+        inputs, labels = batch
+        logits = self(inputs)
+        self.stage_metrics(stage).update(logits, labels, F.cross_entropy(logits, labels))
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step("val", batch)
+        self._eval_step("val", batch)
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step("test", batch)
+        self._eval_step("test", batch)
 
     # Metrics are logged once per epoch, never per step: no host sync in the training loop.
     def _log_epoch(self, stage: str) -> None:

@@ -37,22 +37,20 @@ def test_batches_are_slices_of_the_images_and_labels_in_that_order():
     assert images.dtype == torch.uint8 and torch.equal(images, IMAGES[labels])
 
 
-def test_a_restored_state_continues_the_same_epoch_where_it_stopped():
+def test_a_resume_position_continues_that_epoch_with_its_next_batch():
     unbroken = epoch_labels(TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0)))
-    interrupted = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
-    batches = iter(interrupted)
-    next(batches), next(batches)
-    state = interrupted.state_dict()
-    assert state == {"epoch": 0, "batches": 2}
-
-    resumed = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
-    resumed.load_state_dict(state)
+    resumed = TrainBatches(
+        IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0), resume={"epoch": 0, "batches": 2}
+    )
     assert epoch_labels(resumed) == unbroken[2:]
     assert epoch_labels(resumed) == unbroken  # the next pass is a whole epoch again
 
 
-def test_a_state_from_another_epoch_skips_nothing():
-    loader = TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0))
-    loader.load_state_dict({"epoch": 0, "batches": 5})  # epoch 0 ran to its end
-    loader.sampler.set_epoch(1)
+def test_a_position_in_another_epoch_skips_nothing():
+    loader = TrainBatches(
+        IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0), resume={"epoch": 0, "batches": 5}
+    )
+    loader.sampler.set_epoch(1)  # epoch 0 ran to its end before the checkpoint
     assert len(epoch_labels(loader)) == 5
+    loader.sampler.set_epoch(0)
+    assert len(epoch_labels(loader)) == 0  # the position still applies to its own epoch
