@@ -75,6 +75,7 @@ class DigitsDataModule(pl.LightningDataModule):
         self.augment = Augmentation.from_recipe(augment)  # training batches only
         self.train_set = self.val_set = self.test_set = None
         self.resume_position: dict | None = None
+        self._device_train_set: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def test_description(self) -> str:
@@ -125,15 +126,24 @@ class DigitsDataModule(pl.LightningDataModule):
             return max(1, min(batches, limit))
         return max(1, int(batches * limit)) if limit is not None else batches
 
-    # Data is already in memory: worker processes would only add start-up and copying.
+    # Data is already in memory: worker processes would only add start-up and copying. On a GPU the
+    # training set (47 MB of uint8 for MNIST) is copied there once, so no step waits for a host copy.
     def train_dataloader(self) -> TrainBatches:
         trainer = self.trainer
         epoch, rank, world_size = (
             (trainer.current_epoch, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
         )
         order = EpochOrder(len(self.train_set), self.hparams.seed, rank, world_size, epoch)
+        images, labels = self.train_set.images, self.train_set.labels
+        if trainer is not None and trainer.strategy.root_device != images.device:
+            images, labels = self._train_tensors_on(trainer.strategy.root_device)
         size = self.batch_size_at(epoch)
-        return TrainBatches(self.train_set.images, self.train_set.labels, size, order, self.resume_position)
+        return TrainBatches(images, labels, size, order, self.resume_position)
+
+    def _train_tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._device_train_set is None or self._device_train_set[0].device != device:
+            self._device_train_set = (self.train_set.images.to(device), self.train_set.labels.to(device))
+        return self._device_train_set
 
     # Where training stood in its epoch, saved with every checkpoint and restored before the training
     # batches are made. Not the loader's own state_dict: Lightning never restores that when

@@ -36,7 +36,7 @@ class EpochOrder:
 
 class TrainBatches:
     """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order; the
-    last batch may be smaller. `resume={"epoch": e, "batches": k}` makes the first pass over epoch e
+    last batch may be smaller, and batches are on the device that holds `images`. `resume={"epoch": e, "batches": k}` makes the first pass over epoch e
     start with its batch k (0-based): the first k were trained on before a checkpoint."""
 
     def __init__(
@@ -59,7 +59,7 @@ class TrainBatches:
         first = self.resume["batches"] if self.resume is not None and self.resume["epoch"] == epoch else 0
         if first:
             self.resume = None
-        order = self.sampler.indices()
+        order = self.sampler.indices().to(self.images.device)
         for start in range(first * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
             yield self.images[index], self.labels[index]

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -46,3 +48,16 @@ def test_batch_schedule_changes_the_batch_size_per_epoch():
     dm.setup()
     assert [dm.batch_size_at(epoch) for epoch in (0, 9, 10, 12)] == [1000, 1000, 10000, 10000]
     assert dm.train_batches_per_epoch() == 5  # 50,000 images at 10,000: what log_every_n_steps must not exceed
+
+
+def test_on_an_accelerator_training_batches_come_from_one_copy_on_its_device():
+    dm = DigitsDataModule(batch_size=32, val_fraction=0.1, val_split="tail")
+    dm.setup()
+    # "meta" stands in for a GPU: tensors there have shapes and a device but no memory.
+    accelerator = SimpleNamespace(root_device=torch.device("meta"))
+    dm.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1, strategy=accelerator)
+    first, second = dm.train_dataloader(), dm.train_dataloader()
+    images, labels = next(iter(first))
+    assert images.device.type == labels.device.type == "meta" and images.shape == (32, 28, 28)
+    assert first.images is second.images  # copied once, not per epoch
+    assert dm.train_set.images.device.type == "cpu"  # validation and tests still read the host copy
