@@ -66,6 +66,43 @@ class SaveOnInterrupt(pl.Callback):
             trainer.save_checkpoint(self.path)
 
 
+class CarryRandomState(pl.Callback):
+    """Checkpoints carry torch's random generators, so that a resumed run draws the same augmentations and
+    dropout masks as an unbroken one (Lightning saves the loops' progress, not the generators).
+
+    The state saved is the one after the last completed training batch (validation draws nothing from
+    it): a checkpoint cut mid-step trains that batch again with the same draws. It is restored when
+    training starts, after Lightning re-seeds following its sanity check. Under DDP every process resumes
+    with rank 0's generators: they all started from the same seed."""
+
+    def __init__(self):
+        self._saved: dict | None = None
+        self._to_restore: dict | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._saved = generator_states()  # ~1 us
+
+    def state_dict(self) -> dict:
+        return self._saved or generator_states()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._to_restore = state
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._to_restore is not None:
+            torch.set_rng_state(self._to_restore["cpu"])
+            if "cuda" in self._to_restore and torch.cuda.is_available():
+                torch.cuda.set_rng_state(self._to_restore["cuda"])  # this process's device
+            self._to_restore = None
+
+
+def generator_states() -> dict[str, torch.Tensor]:
+    states = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
 class StopOnNonFiniteLoss(pl.Callback):
     """A NaN or infinite training loss ends the run at the end of its epoch (one check per epoch, no
     per-step sync), before validation and checkpointing can save the broken weights."""
@@ -130,7 +167,11 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     mode = MONITOR_MODES[recipe.monitor]
     callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
     if run_dir is not None:
-        callbacks += [LearningRateMonitor(logging_interval="epoch"), SaveOnInterrupt(run_dir / "checkpoints")]
+        callbacks += [
+            LearningRateMonitor(logging_interval="epoch"),
+            SaveOnInterrupt(run_dir / "checkpoints"),
+            CarryRandomState(),
+        ]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
         callbacks.append(
             ModelCheckpoint(

@@ -69,8 +69,14 @@ def logged(run, tag: str) -> list[tuple[int, float]]:
 
 
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
-    # lenet5's own recipe: plateau scheduler and early stopping on train/loss, whose state must carry over.
-    common = ["--model", "lenet5", "--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
+    # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
+    # with random augmentation, whose generator must carry over too.
+    recipe = tmp_path / "lenet5_augmented.yaml"
+    recipe.write_text(
+        (ROOT / "configs" / "lenet5.yaml").read_text() + "augment: {rotation: 10, zoom: 0.1, shift: 0.1}\n"
+    )
+    limits = ["--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
+    common = ["--model", "lenet5", "--config", str(recipe), *limits]
     assert main([*common, "--logdir", str(tmp_path / "unbroken")]) == 0
     # Stopped after epoch 1, then resumed.
     assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
@@ -96,7 +102,7 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     weights = {name: torch.load(r["last_checkpoint"], weights_only=True)["state_dict"] for name, r in results.items()}
     for name in names[1:]:
         # The same batches in the same order: the same weights, per-epoch training curve and test result.
-        assert all(torch.equal(weights[name][k], weights["unbroken"][k]) for k in weights["unbroken"])
+        assert all(torch.equal(weights[name][k], weights["unbroken"][k]) for k in weights["unbroken"]), name
         # (After a cut mid-step, Lightning's logging step runs one ahead: its restart assumes a save at a step's end.)
         assert [v for _, v in logged(runs[name], "train/loss")] == [
             v for _, v in logged(runs["unbroken"], "train/loss")

@@ -161,10 +161,16 @@ class DigitsDataModule(pl.LightningDataModule):
         self.resume_position = state.get("train_position")
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=self.hparams.eval_batch_size, collate_fn=keep_batch)
+        return self._eval_loader(self.test_set)
+
+    def _eval_loader(self, dataset: TensorBatches) -> DataLoader:
+        # Its own generator: each pass draws a seed, which must not come from the stream that training's
+        # augmentation and dropout draw from (a resumed run would otherwise draw differently).
+        batch_size = self.hparams.eval_batch_size
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=keep_batch, generator=torch.Generator())
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
