@@ -80,10 +80,10 @@ class CarryRandomState(pl.Callback):
         self._to_restore: dict | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._saved = generator_states()  # ~1 us
+        self._saved = _generator_states()  # ~1 us
 
     def state_dict(self) -> dict:
-        return self._saved or generator_states()
+        return self._saved or _generator_states()
 
     def load_state_dict(self, state: dict) -> None:
         self._to_restore = state
@@ -96,7 +96,7 @@ class CarryRandomState(pl.Callback):
             self._to_restore = None
 
 
-def generator_states() -> dict[str, torch.Tensor]:
+def _generator_states() -> dict[str, torch.Tensor]:
     states = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state()

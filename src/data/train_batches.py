@@ -35,9 +35,10 @@ class EpochOrder:
 
 
 class TrainBatches:
-    """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order; the
-    last batch may be smaller, and batches are on the device that holds `images`. `resume={"epoch": e, "batches": k}` makes the first pass over epoch e
-    start with its batch k (0-based): the first k were trained on before a checkpoint."""
+    """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order, on the
+    device that holds `images`; the last batch may be smaller. `resume={"epoch": e, "batches": k}` makes
+    the first pass over epoch e start with its batch k (0-based): the first k were trained on before a
+    checkpoint."""
 
     def __init__(
         self,
@@ -55,10 +56,9 @@ class TrainBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # A generator: the epoch and its order are read at the first batch, after Lightning's set_epoch.
-        epoch = self.sampler.epoch
-        first = self.resume["batches"] if self.resume is not None and self.resume["epoch"] == epoch else 0
-        if first:
-            self.resume = None
+        first = 0
+        if self.resume is not None and self.resume["epoch"] == self.sampler.epoch:
+            first, self.resume = self.resume["batches"], None
         order = self.sampler.indices().to(self.images.device)
         for start in range(first * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
