@@ -33,6 +33,7 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
+from src.build import make_classifier, make_datamodule  # noqa: E402
 from src.callbacks import TrainThroughput  # noqa: E402
 from src.cli import quiet_lightning  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
@@ -43,7 +44,6 @@ from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, 
 from src.models import build_model  # noqa: E402
 from src.models.classifier import DigitClassifier  # noqa: E402
 from src.models.optim import build_optimizer  # noqa: E402
-from src.train import make_classifier, make_datamodule  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -70,6 +70,7 @@ def train(recipe: Recipe) -> int:
     import lightning.pytorch as pl
 
     from src.atomic import atomic_write_text
+    from src.build import make_classifier, make_datamodule
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
     from src.results import write_results
@@ -173,43 +174,6 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
             callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
         )
     return tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
-
-
-def make_datamodule(recipe: Recipe, processes: int = 1):
-    """The recipe's DigitsDataModule; batch sizes are per process."""
-    from src.data.datamodule import DigitsDataModule
-
-    return DigitsDataModule(
-        data=recipe.data,
-        data_dir=recipe.data_dir,
-        batch_size=recipe.batch_size // processes,
-        eval_batch_size=recipe.eval_batch_size,
-        val_fraction=recipe.val_fraction,
-        val_split=recipe.val_split,
-        seed=recipe.seed,
-        batch_schedule={epoch: size // processes for epoch, size in (recipe.batch_schedule or {}).items()},
-        augment=recipe.augment,
-    )
-
-
-def make_classifier(recipe: Recipe):
-    """The recipe's DigitClassifier (architecture, loss, optimizer, schedule)."""
-    from src.models.classifier import DigitClassifier
-
-    classifier = DigitClassifier(
-        arch=recipe.model,
-        optimizer=recipe.optimizer,
-        lr=recipe.lr,
-        optimizer_args=recipe.optimizer_args,
-        scheduler=recipe.scheduler,
-        scheduler_args=recipe.scheduler_args,
-        monitor=recipe.monitor,
-        label_smoothing=recipe.label_smoothing,
-        init=recipe.init,
-    )
-    if recipe.compile:
-        classifier.net.compile()  # in place: the state_dict keys stay those of the plain module
-    return classifier
 
 
 if __name__ == "__main__":

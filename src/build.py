@@ -1,0 +1,38 @@
+"""The objects a recipe describes: its DigitsDataModule and its DigitClassifier."""
+
+from src.config import Recipe
+from src.data.datamodule import DigitsDataModule
+from src.models.classifier import DigitClassifier
+
+
+def make_datamodule(recipe: Recipe, processes: int = 1) -> DigitsDataModule:
+    """The recipe's DigitsDataModule; batch sizes are per process."""
+    return DigitsDataModule(
+        data=recipe.data,
+        data_dir=recipe.data_dir,
+        batch_size=recipe.batch_size // processes,
+        eval_batch_size=recipe.eval_batch_size,
+        val_fraction=recipe.val_fraction,
+        val_split=recipe.val_split,
+        seed=recipe.seed,
+        batch_schedule={epoch: size // processes for epoch, size in (recipe.batch_schedule or {}).items()},
+        augment=recipe.augment,
+    )
+
+
+def make_classifier(recipe: Recipe) -> DigitClassifier:
+    """The recipe's DigitClassifier (architecture, loss, optimizer, schedule)."""
+    classifier = DigitClassifier(
+        arch=recipe.model,
+        optimizer=recipe.optimizer,
+        lr=recipe.lr,
+        optimizer_args=recipe.optimizer_args,
+        scheduler=recipe.scheduler,
+        scheduler_args=recipe.scheduler_args,
+        monitor=recipe.monitor,
+        label_smoothing=recipe.label_smoothing,
+        init=recipe.init,
+    )
+    if recipe.compile:
+        classifier.net.compile()  # in place: the state_dict keys stay those of the plain module
+    return classifier
