@@ -134,7 +134,7 @@ def _type_names(allowed) -> str:
 
 def validate(recipe: Recipe) -> None:
     """Check values that types cannot: names, ranges and combinations."""
-    from src.data.datamodule import SOURCES, SPLITS
+    from src.data.splits import SOURCES, SPLITS
     from src.metrics import MONITOR_MODES
     from src.models.optim import PLATEAU_KEYS, SCHEDULERS, build_optimizer
     from src.models.registry import ARCHITECTURES, INITS

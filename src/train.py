@@ -66,7 +66,7 @@ def resolve_and_train(args: dict) -> int:
 
 
 def train(recipe: Recipe) -> int:
-    # Imported here so that `--help`, `--print-config` and recipe errors answer at once.
+    # Imported here so that `--help` answers at once, and `--print-config` and recipe errors without Lightning.
     import lightning.pytorch as pl
 
     from src.atomic import atomic_write_text

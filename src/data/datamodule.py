@@ -11,12 +11,10 @@ from torch.utils.data import DataLoader
 from src.data.augment import Augmentation
 from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import ensure_files, load_mnist
+from src.data.splits import SOURCES, SPLITS, split_indices
 from src.data.train_batches import EpochOrder, TrainBatches
 from src.data.transforms import normalise
 from src.errors import UserError
-
-SOURCES = ("mnist", "kaggle")
-SPLITS = ("head", "tail", "random")
 
 
 class TensorBatches(torch.utils.data.Dataset):
@@ -39,18 +37,6 @@ class TensorBatches(torch.utils.data.Dataset):
 def keep_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Collation is already done by `TensorBatches.__getitems__`."""
     return batch
-
-
-def split_indices(count: int, val_fraction: float, how: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Deterministic train/validation indices: the first or last `val_fraction`, or a seeded draw."""
-    val_count = round(count * val_fraction)
-    if how == "random":
-        order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    else:
-        order = torch.arange(count)
-    if how == "head":
-        return order[val_count:], order[:val_count]
-    return order[: count - val_count], order[count - val_count :]
 
 
 class DigitsDataModule(pl.LightningDataModule):
