@@ -3,9 +3,9 @@
     python scripts/benchmark.py [--batch-sizes 32 256] [--rounds 5] [--seconds 3] [--recipe configs/fast.yaml]
 
 1. Throughput: lenet5 trained by this project vs a plain PyTorch loop vs a conventional Lightning
-   pipeline (per-sample Dataset + DataLoader), same model, optimizer, device and threads. Rounds are
-   interleaved (A, B, C, A, B, C, ...) and the table shows medians and the median of per-round
-   ratios, so a slow spell of a shared machine hits every contender alike.
+   pipeline (per-sample Dataset + DataLoader), same model, optimizer, device, threads and memory format
+   (the hardware plan's). Rounds are interleaved (A, B, C, A, B, C, ...) and the table shows medians
+   and the median of per-round ratios, so a slow spell of a shared machine hits every contender alike.
 2. Time-to-accuracy: the recipe (default configs/fast.yaml) trained in-process; every --probe-steps
    steps the model is evaluated on the MNIST test set (probe time excluded from training seconds).
 3. Start-up: seconds from `python -m src.train` to its first training step, and that process's peak
@@ -33,7 +33,7 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
-from src.build import make_classifier, make_datamodule  # noqa: E402
+from src.build import lay_out, make_classifier, make_datamodule  # noqa: E402
 from src.callbacks import TrainThroughput  # noqa: E402
 from src.cli import quiet_lightning  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
@@ -105,7 +105,7 @@ def trainer(plan, steps: int, callbacks) -> pl.Trainer:
 
 
 def ours(plan, datamodule: DigitsDataModule, steps: int, compiled: bool = False) -> float:
-    model = DigitClassifier(arch="lenet5", lr=1e-3)
+    model = lay_out(DigitClassifier(arch="lenet5", lr=1e-3), plan.memory_format)
     if compiled:
         model.net.compile()  # as --compile does; the graphs compiled by the warm-up round are reused
     throughput = TrainThroughput()
@@ -115,20 +115,21 @@ def ours(plan, datamodule: DigitsDataModule, steps: int, compiled: bool = False)
 
 def bare(plan, datamodule: DigitsDataModule, steps: int) -> float:
     throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(BareModule(), datamodule=datamodule)
+    trainer(plan, steps, [throughput]).fit(lay_out(BareModule(), plan.memory_format), datamodule=datamodule)
     return throughput.images_per_second
 
 
 def conventional(plan, images, labels, batch_size: int, steps: int) -> float:
     loader = DataLoader(PerSampleMNIST(images, labels), batch_size=batch_size, shuffle=True, num_workers=0)
     throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(ConventionalModule(), train_dataloaders=loader)
+    trainer(plan, steps, [throughput]).fit(lay_out(ConventionalModule(), plan.memory_format), train_dataloaders=loader)
     return throughput.images_per_second
 
 
-def plain(device: torch.device, images, labels, batch_size: int, steps: int) -> float:
+def plain(plan, images, labels, batch_size: int, steps: int) -> float:
     """The pytorch/examples loop over in-memory tensors, normalised per batch like ours."""
-    model = build_model("lenet5").to(device)
+    device = torch.device(plan.accelerator)
+    model = lay_out(build_model("lenet5"), plan.memory_format).to(device)
     optimizer = build_optimizer("adam", model.parameters(), 1e-3, {})  # as ours: fused where torch has it
     images, labels = images.to(device), labels.to(device)
     order = torch.randperm(len(labels), device=device)
@@ -192,7 +193,7 @@ def time_to_accuracy(plan, recipe_file: str, every_n_steps: int, targets: tuple[
         enable_progress_bar=False,
         callbacks=[probe],
     )
-    trainer.fit(make_classifier(recipe), datamodule=datamodule)
+    trainer.fit(make_classifier(recipe, plan.memory_format), datamodule=datamodule)
     return probe
 
 
@@ -237,7 +238,7 @@ def main() -> int:
         datamodule.setup()
         images, labels = datamodule.train_set.images, datamodule.train_set.labels
         # Size a round from a short plain run, then keep it within one epoch.
-        rate = plain(device, images, labels, batch_size, max(10, 2000 // batch_size))
+        rate = plain(plan, images, labels, batch_size, max(10, 2000 // batch_size))
         steps = max(20, min(int(rate * args.seconds / batch_size), len(labels) // batch_size))
         results = {"ours": [], "bare": [], "plain": [], "conventional": []}
         if args.compile:
@@ -250,7 +251,7 @@ def main() -> int:
             if args.compile:
                 results["compiled"].append(ours(plan, datamodule, steps, compiled=True))
             results["bare"].append(bare(plan, datamodule, steps))
-            results["plain"].append(plain(device, images, labels, batch_size, steps))
+            results["plain"].append(plain(plan, images, labels, batch_size, steps))
             results["conventional"].append(conventional(plan, images, labels, batch_size, steps))
         median = {name: statistics.median(values) for name, values in results.items()}
         spread = {name: (min(v), max(v)) for name, v in results.items()}
@@ -268,7 +269,8 @@ def main() -> int:
     cpu = platform.processor() or platform.machine()
     gpu = f"{probe.cuda_devices} x {probe.cuda_name}" if probe.cuda_devices else "no GPU"
     print(
-        f"\nmachine: {probe.cpu_cores} CPU cores ({cpu}), {gpu}; device {plan.accelerator}, {plan.precision}, {plan.threads} threads"
+        f"\nmachine: {probe.cpu_cores} CPU cores ({cpu}), {gpu}; device {plan.accelerator}, {plan.precision}, "
+        f"{plan.threads} threads, {plan.memory_format} weights"
     )
     print(f"torch {torch.__version__}, lightning {pl.__version__}, python {platform.python_version()}\n")
     print(f"lenet5 training images/s: median of {args.rounds} interleaved rounds (min-max)\n")

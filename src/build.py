@@ -1,5 +1,7 @@
 """The objects a recipe describes: its DigitsDataModule and its DigitClassifier."""
 
+import torch
+
 from src.config import Recipe
 from src.data.datamodule import DigitsDataModule
 from src.models.classifier import DigitClassifier
@@ -20,8 +22,9 @@ def make_datamodule(recipe: Recipe, processes: int = 1) -> DigitsDataModule:
     )
 
 
-def make_classifier(recipe: Recipe) -> DigitClassifier:
-    """The recipe's DigitClassifier (architecture, loss, optimizer, schedule)."""
+def make_classifier(recipe: Recipe, memory_format: str = "contiguous") -> DigitClassifier:
+    """The recipe's DigitClassifier (architecture, loss, optimizer, schedule), its weights laid out in
+    `memory_format` (the hardware plan's "channels_last" or "contiguous"; checkpoints load either way)."""
     classifier = DigitClassifier(
         arch=recipe.model,
         optimizer=recipe.optimizer,
@@ -33,6 +36,12 @@ def make_classifier(recipe: Recipe) -> DigitClassifier:
         label_smoothing=recipe.label_smoothing,
         init=recipe.init,
     )
+    lay_out(classifier, memory_format)
     if recipe.compile:
         classifier.net.compile()  # in place: the state_dict keys stay those of the plain module
     return classifier
+
+
+def lay_out(module: torch.nn.Module, memory_format: str) -> torch.nn.Module:
+    """`module`, its 4-d weights converted in place to `memory_format` ("channels_last" or "contiguous")."""
+    return module.to(memory_format=torch.channels_last if memory_format == "channels_last" else torch.contiguous_format)

@@ -48,6 +48,7 @@ class Recipe:
     num_nodes: int = 1
     strategy: str | None = None
     precision: str | None = None
+    memory_format: str | None = None  # of the weights: channels_last or contiguous (auto: the hardware plan)
     # run control
     fast_dev_run: bool = False
     limit_train_batches: int | float | None = None

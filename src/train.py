@@ -31,6 +31,7 @@ def build_parser() -> Parser:
     add("--num-nodes", "machines in a multi-node DDP run", d.num_nodes, type=int)
     add("--strategy", "auto or ddp", "auto")
     add("--precision", "auto, 32-true, 16-mixed or bf16-mixed", "auto")
+    add("--memory-format", "layout of the weights: auto, channels_last or contiguous", "auto")
     add("--max-epochs", "maximum epochs", d.max_epochs, type=int)
     add("--batch-size", "global batch size (divided across processes)", d.batch_size, type=int)
     add("--lr", "learning rate", d.lr, type=float)
@@ -79,7 +80,15 @@ def train(recipe: Recipe) -> int:
     started = time.perf_counter()
     probe = probe_machine()
     plan = plan_hardware(
-        HardwareRequest(recipe.accelerator, recipe.devices, recipe.strategy, recipe.precision, recipe.num_nodes), probe
+        HardwareRequest(
+            recipe.accelerator,
+            recipe.devices,
+            recipe.strategy,
+            recipe.precision,
+            recipe.num_nodes,
+            recipe.memory_format,
+        ),
+        probe,
     )
     for size in [recipe.batch_size, *(recipe.batch_schedule or {}).values()]:
         if size % plan.processes:
@@ -92,7 +101,7 @@ def train(recipe: Recipe) -> int:
     datamodule = make_datamodule(recipe, plan.processes)
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data error surfaces here, before anything is written
-    model = make_classifier(recipe)
+    model = make_classifier(recipe, plan.memory_format)
     writes_files = not recipe.fast_dev_run
     if writes_files:
         check_writable(Path(recipe.logdir))

@@ -1,14 +1,15 @@
 import pytest
 
 from src.errors import UserError
-from src.hardware import HardwareRequest, Probe, plan_hardware
+from src.hardware import HardwareRequest, Probe, describe, plan_hardware
 
 CPU = Probe(cpu_cores=8)
 H100 = Probe(cuda_devices=1, cuda_name="H100", cuda_capability=(9, 0), cpu_cores=16)
 V100 = Probe(cuda_devices=1, cuda_name="V100", cuda_capability=(7, 0), cpu_cores=8)
 K80 = Probe(cuda_devices=1, cuda_name="K80", cuda_capability=(3, 7), cpu_cores=4)
 FOUR_A100 = Probe(cuda_devices=4, cuda_name="A100", cuda_capability=(8, 0), cpu_cores=32)
-MAC = Probe(mps=True, cpu_cores=10)
+MAC = Probe(mps=True, cpu_cores=10, cpu_arch="arm64")
+ARM_SERVER = Probe(cpu_cores=64, cpu_arch="aarch64")
 
 
 def plan(probe, **asked):
@@ -59,6 +60,19 @@ def test_cpu_ddp_only_when_asked_and_threads_are_shared():
     assert (p.strategy, p.threads) == ("ddp", 4) and "gloo" in p.reasons["strategy"]
 
 
+def test_weights_are_channels_last_only_where_measured_faster_unless_asked():
+    p = plan(CPU)
+    assert p.memory_format == "channels_last" and "x86-64" in p.reasons["memory_format"]
+    assert "memory       channels_last" in describe(p, CPU, 64)
+    assert plan(H100).memory_format == "contiguous" and "not measured on cuda" in plan(H100).reasons["memory_format"]
+    assert plan(MAC).memory_format == "contiguous"
+    assert plan(ARM_SERVER).memory_format == "contiguous"
+    assert "aarch64 CPUs" in plan(ARM_SERVER).reasons["memory_format"]
+    asked = plan(CPU, memory_format="contiguous")
+    assert asked.memory_format == "contiguous" and asked.reasons["memory_format"] == "you asked for contiguous"
+    assert plan(H100, memory_format="channels_last").memory_format == "channels_last"
+
+
 @pytest.mark.parametrize(
     "probe, asked, message",
     [
@@ -69,6 +83,7 @@ def test_cpu_ddp_only_when_asked_and_threads_are_shared():
         (CPU, {"accelerator": "tpu"}, "unknown accelerator 'tpu'"),
         (CPU, {"devices": 0}, "must be a positive number or 'auto'"),
         (CPU, {"devices": 64}, "asked for 64 CPU processes but this machine has 8 cores"),
+        (CPU, {"memory_format": "nhwc"}, "unknown memory format 'nhwc'; choose from auto, channels_last, contiguous"),
     ],
 )
 def test_impossible_requests_are_one_line_errors(probe, asked, message):

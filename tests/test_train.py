@@ -102,6 +102,10 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
             "error: --precision: 16-mixed needs a CUDA GPU of capability 7.0 or newer, not cpu",
         ),
         (["--resume", "last"], "error: --resume last: no run of lenet5 under"),
+        (
+            ["--memory-format", "nhwc"],
+            "error: --memory-format: unknown memory format 'nhwc'; choose from auto, channels_last, contiguous",
+        ),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
@@ -196,7 +200,7 @@ def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "ddp          DDP: more than one process (gloo)" in done.stdout
+    assert "ddp           DDP: more than one process (gloo)" in done.stdout
     assert "16 per process x 2 process(es)" in done.stdout
     assert [p.name for p in (tmp_path / "lenet5").iterdir()] == ["version_0"]
     results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())

@@ -1,0 +1,100 @@
+"""Training speed of every CNN with its weights in NCHW (contiguous) vs NHWC (channels_last) memory layout.
+
+    python scripts/benchmark_layout.py [--models lenet5 deep_bn_cnn] [--rounds 5] [--precision 32-true bf16-mixed]
+
+Each model trains at its recipe's batch size with its recipe's optimizer, on the hardware plan's device and
+threads, on random inputs (the layout does not depend on the data). Rounds are interleaved and the table shows
+medians: the evidence for the hardware plan's `memory_format` rule (src/hardware.py).
+"""
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from src.build import lay_out  # noqa: E402
+from src.config import resolve_recipe  # noqa: E402
+from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
+from src.models import build_model  # noqa: E402
+from src.models.optim import build_optimizer  # noqa: E402
+
+CNNS = ("lenet5", "bn_cnn", "keras_cnn", "deep_cnn", "simple_cnn", "deep_bn_cnn", "fast_cnn")
+RECIPE_OF = {"fast_cnn": "configs/fast.yaml"}  # the architectures whose recipe file has another name
+LAYOUTS = ("contiguous", "channels_last")
+
+
+class Contender:
+    """One model in one layout and precision, trained a few steps at a time on a fixed random batch."""
+
+    def __init__(self, arch: str, batch_size: int, layout: str, precision: str, device: torch.device):
+        recipe = resolve_recipe({"model": arch}, RECIPE_OF.get(arch))
+        torch.manual_seed(0)
+        self.model = lay_out(build_model(arch, recipe.init), layout).to(device)
+        self.optimizer = build_optimizer(recipe.optimizer, self.model.parameters(), recipe.lr, recipe.optimizer_args)
+        self.inputs = torch.randn(batch_size, 1, 28, 28, device=device)
+        self.labels = torch.randint(0, 10, (batch_size,), device=device)
+        self.device, self.bf16 = device, precision == "bf16-mixed"
+
+    def images_per_second(self, steps: int) -> float:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else lambda: None
+        sync()
+        started = time.perf_counter()
+        for _ in range(steps):
+            autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+            with autocast:
+                loss = F.cross_entropy(self.model(self.inputs), self.labels)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        sync()
+        return steps * len(self.labels) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(CNNS), choices=CNNS)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
+    parser.add_argument("--images", type=int, default=2000, help="training images per contender per round")
+    parser.add_argument("--precision", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--accelerator", default=None)
+    args = parser.parse_args()
+
+    probe = probe_machine()
+    plan = plan_hardware(HardwareRequest(accelerator=args.accelerator), probe)
+    apply_global_settings(plan)
+    device = torch.device(plan.accelerator)
+    rows = []
+    for arch in args.models:
+        batch_size = resolve_recipe({"model": arch}, RECIPE_OF.get(arch)).batch_size
+        steps = max(2, args.images // batch_size)
+        for precision in args.precision:
+            contenders = {layout: Contender(arch, batch_size, layout, precision, device) for layout in LAYOUTS}
+            for contender in contenders.values():
+                contender.images_per_second(1)  # warm-up: oneDNN builds its kernels for the shapes
+            rates = {layout: [] for layout in contenders}
+            for _ in range(args.rounds):
+                for layout, contender in contenders.items():
+                    rates[layout].append(contender.images_per_second(steps))
+            nchw, nhwc = (statistics.median(rates[layout]) for layout in LAYOUTS)
+            ratio = statistics.median(b / a for a, b in zip(*(rates[layout] for layout in LAYOUTS), strict=True))
+            rows.append((arch, batch_size, precision, nchw, nhwc, ratio))
+            print(f"{arch} {precision}: done", file=sys.stderr)
+
+    print(f"\nmachine: {probe.machine}; device {plan.accelerator}, {plan.threads} threads; torch {torch.__version__}")
+    print(f"training images/s, median of {args.rounds} interleaved rounds (ratio: median of per-round ratios)\n")
+    print("| model | batch | precision | NCHW (contiguous) | NHWC (channels_last) | channels_last / NCHW |")
+    print("|---|---:|---|---:|---:|---:|")
+    for arch, batch_size, precision, nchw, nhwc, ratio in rows:
+        print(f"| {arch} | {batch_size} | {precision} | {nchw:,.0f} | {nhwc:,.0f} | {ratio:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
