@@ -23,6 +23,7 @@ class Probe:
     mps: bool = False
     cpu_cores: int = 1
     cpu_arch: str = "x86_64"
+    cpu_amx: bool = False  # Intel AMX: bf16 matrix units in the CPU
 
     @property
     def machine(self) -> str:
@@ -88,7 +89,14 @@ def probe_machine() -> Probe:
         mps=mps,
         cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         cpu_arch=platform.machine(),
+        cpu_amx=_cpu_has_amx(torch),
     )
+
+
+def _cpu_has_amx(torch) -> bool:
+    # torch's own check is private: without it, assume no AMX (full precision, the safe choice).
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check and check())
 
 
 def plan_hardware(requested: HardwareRequest, probe: Probe) -> HardwarePlan:
@@ -189,6 +197,12 @@ def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: 
         if capability >= (7, 0):
             reasons["precision"] = f"auto: fp16 on CUDA capability {capability[0]}.{capability[1]} (no bf16)"
             return "16-mixed"
+        # AMX runs bf16 convolutions and matrix multiplies natively: the CNNs here trained 1.2-2.5x faster
+        # with bf16 autocast (scripts/benchmark_plan.py); only lenet5 at batch 32 was slower (0.9x).
+        # Without AMX, bf16 on a CPU is emulated and slow.
+        if accelerator == "cpu" and probe.cpu_amx:
+            reasons["precision"] = "auto: bf16 on a CPU with AMX (bf16 matrix units)"
+            return "bf16-mixed"
         reasons["precision"] = f"auto: full precision on {accelerator}"
         return "32-true"
     # Lightning silently turns 16-mixed on CPU into bf16-mixed; refuse instead of surprising the user.
@@ -210,7 +224,7 @@ def _plan_memory_format(asked: str | None, accelerator: str, probe: Probe, reaso
         reasons["memory_format"] = f"you asked for {asked}"
         return asked
     # oneDNN's convolutions and max pooling are faster on NHWC: training steps of every CNN here were
-    # 1.08-1.66x faster on a 2-core x86-64 CPU (scripts/benchmark.py, docs/results.md). Not measured elsewhere.
+    # 1.08-1.66x faster on a 2-core x86-64 CPU (scripts/benchmark_plan.py). Not measured elsewhere.
     if accelerator == "cpu" and probe.cpu_arch in ("x86_64", "AMD64"):
         reasons["memory_format"] = "auto: NHWC convolutions are faster on x86-64 CPUs (measured)"
         return "channels_last"

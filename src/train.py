@@ -168,9 +168,11 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     tester = trainer
     # A fresh one-process Trainer after DDP (a DistributedSampler pads the test set with duplicates,
-    # and synced metrics would wait for processes that have finished) and with EMA (its callback
-    # would load the raw weights from the checkpoint instead of the average it holds).
-    if trainer.world_size > 1 or recipe.ema_decay is not None:
+    # and synced metrics would wait for processes that have finished), with EMA (its callback would
+    # load the raw weights from the checkpoint instead of the average it holds), and after mixed
+    # precision: the test runs in full precision, as evaluate, predict and export read the checkpoint,
+    # so that the run's test accuracy is the one they give.
+    if trainer.world_size > 1 or recipe.ema_decay is not None or plan.precision != "32-true":
         if trainer.world_size > 1:
             torch.distributed.destroy_process_group()
         if not trainer.is_global_zero:
@@ -178,7 +180,7 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
         tester = pl.Trainer(
             accelerator=plan.accelerator,
             devices=1,
-            precision=plan.precision,
+            precision="32-true",
             logger=trainer.logger,
             callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
         )

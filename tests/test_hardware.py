@@ -10,6 +10,7 @@ K80 = Probe(cuda_devices=1, cuda_name="K80", cuda_capability=(3, 7), cpu_cores=4
 FOUR_A100 = Probe(cuda_devices=4, cuda_name="A100", cuda_capability=(8, 0), cpu_cores=32)
 MAC = Probe(mps=True, cpu_cores=10, cpu_arch="arm64")
 ARM_SERVER = Probe(cpu_cores=64, cpu_arch="aarch64")
+SAPPHIRE_RAPIDS = Probe(cpu_cores=2, cpu_amx=True)
 
 
 def plan(probe, **asked):
@@ -58,6 +59,14 @@ def test_cpu_ddp_only_when_asked_and_threads_are_shared():
     assert plan(CPU, devices="auto").devices == 1
     p = plan(CPU, devices=2)
     assert (p.strategy, p.threads) == ("ddp", 4) and "gloo" in p.reasons["strategy"]
+
+
+def test_cpus_with_amx_train_in_bf16_unless_asked_otherwise():
+    p = plan(SAPPHIRE_RAPIDS)
+    assert (p.accelerator, p.precision) == ("cpu", "bf16-mixed") and "AMX" in p.reasons["precision"]
+    assert plan(SAPPHIRE_RAPIDS, precision="32").precision == "32-true"
+    assert plan(CPU).precision == "32-true"  # emulated bf16 is slow
+    assert plan(MAC, accelerator="cpu").precision == "32-true"
 
 
 def test_weights_are_channels_last_only_where_measured_faster_unless_asked():

@@ -9,6 +9,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src.evaluate import main as evaluate
+from src.hardware import HardwareRequest, plan_hardware, probe_machine
 from src.models.classifier import DigitClassifier
 from src.train import main
 from tests.conftest import KAGGLE_DIR, ROOT
@@ -34,7 +35,12 @@ def test_one_epoch_reaches_98_percent_and_writes_results(one_epoch_run):
         1,
     )
     assert results["train_images"] == 54000 and results["train_images_per_second"] > 0
-    assert results["hardware"]["accelerator"] == "cpu" and results["hardware"]["precision"] == "32-true"
+    plan = plan_hardware(HardwareRequest(), probe_machine())  # bf16-mixed and channels_last on an AMX CPU
+    assert results["hardware"]["accelerator"] == "cpu"
+    assert (results["hardware"]["precision"], results["hardware"]["memory_format"]) == (
+        plan.precision,
+        plan.memory_format,
+    )
     for key in ("test_loss", "train_seconds", "wall_seconds", "best_checkpoint", "last_checkpoint", "seed"):
         assert key in results
     config = yaml.safe_load((one_epoch_run / "config.yaml").read_text())
@@ -235,3 +241,13 @@ def test_compiled_run_writes_checkpoints_that_load_into_the_plain_module(tmp_pat
     assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+
+def test_a_mixed_precision_run_is_tested_in_full_precision_as_evaluate_reads_it(tmp_path):
+    run = run_recipe(tmp_path, "model: lenet5\nmax_epochs: 1\nprecision: bf16-mixed\n", "--limit-train-batches", "30")
+    results = json.loads((run / "results.json").read_text())
+    assert results["hardware"]["precision"] == "bf16-mixed" and results["test_acc"] >= 0.5
+    assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert metrics["members"][0]["loss"] == pytest.approx(results["test_loss"], rel=1e-5)

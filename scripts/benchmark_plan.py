@@ -1,10 +1,12 @@
-"""Training speed of every CNN with its weights in NCHW (contiguous) vs NHWC (channels_last) memory layout.
+"""Training speed of every CNN in each memory layout and precision the hardware plan chooses between.
 
-    python scripts/benchmark_layout.py [--models lenet5 deep_bn_cnn] [--rounds 5] [--precision 32-true bf16-mixed]
+    python scripts/benchmark_plan.py [--models lenet5 deep_bn_cnn] [--rounds 5] [--precision 32-true bf16-mixed]
 
 Each model trains at its recipe's batch size with its recipe's optimizer, on the hardware plan's device and
-threads, on random inputs (the layout does not depend on the data). Rounds are interleaved and the table shows
-medians: the evidence for the hardware plan's `memory_format` rule (src/hardware.py).
+threads, on random inputs (speed does not depend on the data), with its weights in NCHW (contiguous) or NHWC
+(channels_last) and in each precision asked for. Rounds are interleaved and the table shows medians, and
+each contender's speed relative to NCHW in full precision as the median of per-round ratios: the evidence
+for the plan's `memory_format` and `precision` rules (src/hardware.py).
 """
 
 import argparse
@@ -28,6 +30,7 @@ from src.models.optim import build_optimizer  # noqa: E402
 CNNS = ("lenet5", "bn_cnn", "keras_cnn", "deep_cnn", "simple_cnn", "deep_bn_cnn", "fast_cnn")
 RECIPE_OF = {"fast_cnn": "configs/fast.yaml"}  # the architectures whose recipe file has another name
 LAYOUTS = ("contiguous", "channels_last")
+BASELINE = ("contiguous", "32-true")
 
 
 class Contender:
@@ -62,7 +65,7 @@ def main() -> int:
     parser.add_argument("--models", nargs="+", default=list(CNNS), choices=CNNS)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
     parser.add_argument("--images", type=int, default=2000, help="training images per contender per round")
-    parser.add_argument("--precision", nargs="+", default=["32-true"], choices=["32-true", "bf16-mixed"])
+    parser.add_argument("--precision", nargs="+", default=["32-true", "bf16-mixed"], choices=["32-true", "bf16-mixed"])
     parser.add_argument("--accelerator", default=None)
     args = parser.parse_args()
 
@@ -70,29 +73,32 @@ def main() -> int:
     plan = plan_hardware(HardwareRequest(accelerator=args.accelerator), probe)
     apply_global_settings(plan)
     device = torch.device(plan.accelerator)
+    kinds = [(layout, precision) for precision in dict.fromkeys(["32-true", *args.precision]) for layout in LAYOUTS]
     rows = []
     for arch in args.models:
         batch_size = resolve_recipe({"model": arch}, RECIPE_OF.get(arch)).batch_size
         steps = max(2, args.images // batch_size)
-        for precision in args.precision:
-            contenders = {layout: Contender(arch, batch_size, layout, precision, device) for layout in LAYOUTS}
-            for contender in contenders.values():
-                contender.images_per_second(1)  # warm-up: oneDNN builds its kernels for the shapes
-            rates = {layout: [] for layout in contenders}
-            for _ in range(args.rounds):
-                for layout, contender in contenders.items():
-                    rates[layout].append(contender.images_per_second(steps))
-            nchw, nhwc = (statistics.median(rates[layout]) for layout in LAYOUTS)
-            ratio = statistics.median(b / a for a, b in zip(*(rates[layout] for layout in LAYOUTS), strict=True))
-            rows.append((arch, batch_size, precision, nchw, nhwc, ratio))
-            print(f"{arch} {precision}: done", file=sys.stderr)
+        contenders = {kind: Contender(arch, batch_size, *kind, device) for kind in kinds}
+        for contender in contenders.values():
+            contender.images_per_second(1)  # warm-up: oneDNN builds its kernels for these shapes
+        rates = {kind: [] for kind in kinds}
+        for _ in range(args.rounds):
+            for kind, contender in contenders.items():
+                rates[kind].append(contender.images_per_second(steps))
+        for kind in kinds:
+            ratio = statistics.median(a / b for a, b in zip(rates[kind], rates[BASELINE], strict=True))
+            rows.append((arch, batch_size, *kind, statistics.median(rates[kind]), ratio))
+        print(f"{arch}: done", file=sys.stderr)
 
-    print(f"\nmachine: {probe.machine}; device {plan.accelerator}, {plan.threads} threads; torch {torch.__version__}")
-    print(f"training images/s, median of {args.rounds} interleaved rounds (ratio: median of per-round ratios)\n")
-    print("| model | batch | precision | NCHW (contiguous) | NHWC (channels_last) | channels_last / NCHW |")
-    print("|---|---:|---|---:|---:|---:|")
-    for arch, batch_size, precision, nchw, nhwc, ratio in rows:
-        print(f"| {arch} | {batch_size} | {precision} | {nchw:,.0f} | {nhwc:,.0f} | {ratio:.2f}x |")
+    amx = "AMX" if probe.cpu_amx else "no AMX"
+    print(
+        f"\nmachine: {probe.machine}, {amx}; device {plan.accelerator}, {plan.threads} threads; torch {torch.__version__}"
+    )
+    print(f"plan on this machine: {plan.memory_format} weights, {plan.precision}")
+    print(f"training images/s, median of {args.rounds} interleaved rounds\n")
+    print("| model | batch | layout | precision | images/s | vs NCHW 32-true |\n|---|---:|---|---|---:|---:|")
+    for arch, batch_size, layout, precision, rate, ratio in rows:
+        print(f"| {arch} | {batch_size} | {layout} | {precision} | {rate:,.0f} | {ratio:.2f}x |")
     return 0
 
 
