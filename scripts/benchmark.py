@@ -2,9 +2,10 @@
 
     python scripts/benchmark.py [--batch-sizes 32 256] [--rounds 5] [--seconds 3] [--recipes configs/fast.yaml ...]
 
-1. Throughput: lenet5 trained by this project vs a plain PyTorch loop vs a conventional Lightning
-   pipeline (per-sample Dataset + DataLoader), same model, optimizer, device, threads, precision and
-   memory format (the hardware plan's). Rounds are interleaved (A, B, C, A, B, C, ...) and the table
+1. Throughput: lenet5 trained by this project (the default command's classifier, callbacks and
+   TensorBoard logger) vs a plain PyTorch loop vs a conventional Lightning pipeline (per-sample Dataset
+   + DataLoader, Lightning's default logger and checkpointing), same model, optimizer, device, threads,
+   precision and memory format (the hardware plan's). Rounds are interleaved (A, B, C, A, B, C, ...) and the table
    shows medians and the median of per-round ratios, so a slow spell of a shared machine hits every
    contender alike.
 2. Time-to-accuracy: each recipe (default configs/fast.yaml for 99.0%, configs/fast_995.yaml for 99.5%)
@@ -31,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from src.build import lay_out, make_classifier, make_datamodule  # noqa: E402
-from src.callbacks import TrainThroughput  # noqa: E402
+from src.callbacks import TrainThroughput, build_callbacks  # noqa: E402
 from src.cli import quiet_lightning  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
@@ -44,10 +46,10 @@ from src.data.mnist import load_mnist  # noqa: E402
 from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise  # noqa: E402
 from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.models.classifier import DigitClassifier  # noqa: E402
 from src.models.optim import build_optimizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+LENET5 = resolve_recipe({"model": "lenet5"})  # the default command's recipe
 
 
 class PerSampleMNIST(Dataset):
@@ -90,7 +92,9 @@ class ConventionalModule(BareModule):
         return loss
 
 
-def trainer(plan, steps: int, callbacks) -> pl.Trainer:
+def trainer(plan, steps: int, callbacks, run_dir: str | None = None) -> pl.Trainer:
+    """One epoch cut at `steps` batches, no validation. With `run_dir`, a TensorBoard logger and
+    checkpoints there (written after the last timed step), as a real run has."""
     return pl.Trainer(
         accelerator=plan.accelerator,
         devices=1,
@@ -99,33 +103,47 @@ def trainer(plan, steps: int, callbacks) -> pl.Trainer:
         limit_train_batches=steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
+        logger=TensorBoardLogger(run_dir) if run_dir else False,
+        enable_checkpointing=run_dir is not None,
         enable_model_summary=False,
-        callbacks=[pl.callbacks.TQDMProgressBar(refresh_rate=20), *callbacks],
+        callbacks=callbacks,
     )
 
 
+def timed(callbacks=()) -> list:
+    """A progress bar, a TrainThroughput and `callbacks`."""
+    return [pl.callbacks.TQDMProgressBar(refresh_rate=20), TrainThroughput(), *callbacks]
+
+
+def images_per_second(callbacks: list) -> float:
+    return next(c for c in callbacks if isinstance(c, TrainThroughput)).images_per_second
+
+
 def ours(plan, datamodule: DigitsDataModule, steps: int, compiled: bool = False) -> float:
-    model = lay_out(DigitClassifier(arch="lenet5", lr=1e-3), plan.memory_format)
+    """What `python -m src.train --model lenet5` trains: its DigitClassifier, callbacks and logger."""
+    model = make_classifier(LENET5, plan.memory_format)
     if compiled:
         model.net.compile()  # as --compile does; the graphs compiled by the warm-up round are reused
-    throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(model, datamodule=datamodule)
-    return throughput.images_per_second
+    with tempfile.TemporaryDirectory() as run_dir:
+        callbacks = build_callbacks(LENET5, Path(run_dir))
+        trainer(plan, steps, callbacks, run_dir).fit(model, datamodule=datamodule)
+    return images_per_second(callbacks)
 
 
 def bare(plan, datamodule: DigitsDataModule, steps: int) -> float:
-    throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(lay_out(BareModule(), plan.memory_format), datamodule=datamodule)
-    return throughput.images_per_second
+    callbacks = timed()
+    trainer(plan, steps, callbacks).fit(lay_out(BareModule(), plan.memory_format), datamodule=datamodule)
+    return images_per_second(callbacks)
 
 
 def conventional(plan, images, labels, batch_size: int, steps: int) -> float:
+    """With Lightning's default logger and checkpointing, as a textbook run has them."""
     loader = DataLoader(PerSampleMNIST(images, labels), batch_size=batch_size, shuffle=True, num_workers=0)
-    throughput = TrainThroughput()
-    trainer(plan, steps, [throughput]).fit(lay_out(ConventionalModule(), plan.memory_format), train_dataloaders=loader)
-    return throughput.images_per_second
+    callbacks = timed()
+    with tempfile.TemporaryDirectory() as run_dir:
+        model = lay_out(ConventionalModule(), plan.memory_format)
+        trainer(plan, steps, callbacks, run_dir).fit(model, train_dataloaders=loader)
+    return images_per_second(callbacks)
 
 
 def plain(plan, images, labels, batch_size: int, steps: int) -> float:
@@ -285,7 +303,7 @@ def main() -> int:
     )
     print(f"torch {torch.__version__}, lightning {pl.__version__}, python {platform.python_version()}\n")
     print(f"lenet5 training images/s: median of {args.rounds} interleaved rounds (min-max)\n")
-    header = ["batch", "steps/round", "ours (Lightning + batched indexing)", "bare Lightning (loss only)"]
+    header = ["batch", "steps/round", "ours (as src.train trains)", "bare Lightning (loss only)"]
     header += ["plain PyTorch loop", "conventional Lightning (per-sample Dataset)", "ours / plain", "bare / plain"]
     header += ["ours / conventional"]
     print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))

@@ -55,7 +55,8 @@ def main() -> int:
         verdict = "beats" if ours >= reported else "short of"
         rows.append(
             f"| {name} | {results['parameters']:,} | {results['epochs_run']} | {reported:.2f}% | "
-            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine} |"
+            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine}, "
+            f"{results['hardware']['precision']} |"
         )
     table = "\n".join(
         [

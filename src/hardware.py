@@ -197,9 +197,9 @@ def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: 
         if capability >= (7, 0):
             reasons["precision"] = f"auto: fp16 on CUDA capability {capability[0]}.{capability[1]} (no bf16)"
             return "16-mixed"
-        # AMX runs bf16 convolutions and matrix multiplies natively: the CNNs here trained 1.2-2.5x faster
-        # with bf16 autocast (scripts/benchmark_plan.py); only lenet5 at batch 32 was slower (0.9x).
-        # Without AMX, bf16 on a CPU is emulated and slow.
+        # AMX runs bf16 convolutions and matrix multiplies natively: the CNNs here trained 1.3-2.8x faster
+        # with bf16 autocast than in fp32 (NHWC, scripts/benchmark_plan.py); only lenet5 at batch 32 was
+        # slower (0.9x). Without AMX, bf16 on a CPU is emulated and slow.
         if accelerator == "cpu" and probe.cpu_amx:
             reasons["precision"] = "auto: bf16 on a CPU with AMX (bf16 matrix units)"
             return "bf16-mixed"
@@ -223,8 +223,8 @@ def _plan_memory_format(asked: str | None, accelerator: str, probe: Probe, reaso
     if asked != "auto":
         reasons["memory_format"] = f"you asked for {asked}"
         return asked
-    # oneDNN's convolutions and max pooling are faster on NHWC: training steps of every CNN here were
-    # 1.08-1.66x faster on a 2-core x86-64 CPU (scripts/benchmark_plan.py). Not measured elsewhere.
+    # oneDNN's convolutions and max pooling are faster on NHWC: every CNN here trained 1.06-1.69x faster
+    # in fp32 on a 2-core x86-64 CPU (scripts/benchmark_plan.py). Not measured elsewhere.
     if accelerator == "cpu" and probe.cpu_arch in ("x86_64", "AMD64"):
         reasons["memory_format"] = "auto: NHWC convolutions are faster on x86-64 CPUs (measured)"
         return "channels_last"
