@@ -46,7 +46,7 @@ def build_parser() -> Parser:
         "--compile",
         action="store_true",
         default=None,
-        help="torch.compile the model; off by default: 0.6-0.7x on a 2-core CPU (scripts/benchmark.py --compile)",
+        help="torch.compile the model; off by default: 0.6-0.8x on a 2-core CPU (scripts/benchmark.py --compile)",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     return p
