@@ -251,3 +251,16 @@ def test_a_mixed_precision_run_is_tested_in_full_precision_as_evaluate_reads_it(
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
     assert metrics["members"][0]["loss"] == pytest.approx(results["test_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_the_memory_format_asked_for_is_the_one_trained_in(layout, tmp_path):
+    run = run_recipe(
+        tmp_path, "model: lenet5\nmax_epochs: 1\n", "--limit-train-batches", "3", "--memory-format", layout
+    )
+    assert json.loads((run / "results.json").read_text())["hardware"]["memory_format"] == layout
+    weight = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["net.features.3.weight"]
+    assert weight.is_contiguous(
+        memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    )
+    assert weight.is_contiguous() == (layout == "contiguous")
