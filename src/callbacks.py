@@ -125,7 +125,8 @@ class StopOnNonFiniteLoss(pl.Callback):
 
 
 class TrainThroughput(pl.Callback):
-    """Wall seconds spent in training batches (data fetch included, validation excluded) and images seen."""
+    """Wall seconds spent in training batches (data fetch included, validation excluded) and images seen.
+    Both travel in checkpoints, so a resumed run reports the whole run's, not its last process's."""
 
     def __init__(self):
         self.seconds = 0.0
@@ -156,6 +157,12 @@ class TrainThroughput(pl.Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         self._sync(trainer)
         self._last = time.perf_counter()
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.seconds, "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seconds, self.images = state["seconds"], state["images"]
 
     @property
     def images_per_second(self) -> float:

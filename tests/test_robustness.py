@@ -112,6 +112,9 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
         ]
         assert results[name]["test_acc"] == results["unbroken"]["test_acc"]
         assert results[name]["best_epoch"] == results["unbroken"]["best_epoch"] == 3
+        # Training time and images add up over the processes of a resumed run: 3 epochs of 20 batches of 32.
+        assert results[name]["train_images"] == results["unbroken"]["train_images"] == 3 * 20 * 32, name
+        assert results[name]["train_seconds"] > 0.5 * results["unbroken"]["train_seconds"], name
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):

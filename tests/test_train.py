@@ -92,7 +92,7 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
     runs = sorted(p.name for p in (tmp_path / "lenet5").iterdir())
     assert runs == ["version_0"]
     results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
-    assert results["epochs_run"] == 2 and results["train_images"] == 20 * 32  # only the second epoch ran
+    assert results["epochs_run"] == 2 and results["train_images"] == 2 * 20 * 32  # the run's, both processes
     assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]  # resuming is the point
 
 
