@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from src.errors import UserError
+from src.torch_files import damaged_record
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -35,6 +36,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def read_checkpoint(path: Path) -> dict:
     """torch.load with weights_only=True: tensors and plain values only, so a file cannot run code."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(path, "is an empty file, not a checkpoint")
     try:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them
             warnings.simplefilter("ignore")
@@ -43,11 +46,21 @@ def read_checkpoint(path: Path) -> dict:
         if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
             raise UserError(path, f"refused: not a plain-weights checkpoint (it would import {found[1]})") from None
         raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    except RuntimeError as e:
+        if "PytorchStreamReader failed reading zip archive" in str(e):  # its directory is at the end
+            raise UserError(path, "is not a readable checkpoint (truncated, or not a file torch.save wrote)") from None
+        raise UserError(path, f"is not a readable checkpoint (RuntimeError: {_first_line(e)})") from None
+    except (EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    if record := damaged_record(path):
+        raise UserError(path, f"is damaged: its record {record} fails its CRC-32 (the file changed after it was saved)")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise UserError(path, "is not a Lightning checkpoint of this project (no state_dict)")
     return checkpoint
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0][:120] if str(error).strip() else "no detail"
 
 
 def load_classifier(path: str | Path):

@@ -35,6 +35,31 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"
 
 
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: b"", "is an empty file, not a checkpoint"),
+        (
+            lambda data: data[: len(data) // 2],
+            "is not a readable checkpoint (truncated, or not a file torch.save wrote)",
+        ),
+        # Zeros over part of a tensor: torch.load reads such a file without complaint.
+        (
+            lambda data: data[: len(data) // 2] + bytes(1000) + data[len(data) // 2 + 1000 :],
+            "is damaged: its record archive/data/",
+        ),
+    ],
+    ids=["empty", "truncated", "bytes-changed"],
+)
+def test_a_damaged_checkpoint_is_one_line_and_writes_nothing(damage, message, short_run, tmp_path, capsys):
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(damage((short_run / "checkpoints" / "last.ckpt").read_bytes()))
+    assert main(["--ckpt", str(damaged), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {damaged}: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
 def test_tta_is_reported_apart_from_the_plain_evaluation(short_run, capsys):
     assert main(["--ckpt", str(short_run), "--tta"]) == 0
     metrics = json.loads((short_run / "evaluation-tta" / "metrics.json").read_text())

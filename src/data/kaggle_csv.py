@@ -14,6 +14,7 @@ import torch
 
 from src.atomic import atomic_save
 from src.errors import UserError, read_user_file
+from src.torch_files import damaged_record
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
@@ -27,10 +28,11 @@ def read_kaggle_csv(
     raw = read_user_file(path)
     cache = Path(cache_dir) / f"kaggle-{hashlib.sha256(raw).hexdigest()[:32]}.pt" if cache_dir else None
     if cache is not None and cache.exists():
-        try:
+        try:  # a damaged cache is rebuilt from the CSV, never trusted
             cached = torch.load(cache, weights_only=True)
-            return cached["images"], cached.get("labels")
-        except Exception:  # a damaged cache is rebuilt from the CSV, never trusted
+            if damaged_record(cache) is None:
+                return cached["images"], cached.get("labels")
+        except Exception:
             pass
     images, labels = parse_kaggle_csv(path, raw)
     if cache is not None:

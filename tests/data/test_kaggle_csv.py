@@ -36,6 +36,16 @@ def test_cache_returns_the_same_tensors(tmp_path):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+def test_a_damaged_cache_is_rebuilt_not_trusted(tmp_path):
+    images, labels = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=tmp_path)
+    (cache,) = tmp_path.glob("kaggle-*.pt")
+    data = cache.read_bytes()
+    middle = len(data) // 2  # inside the images' record: torch.load alone would return zeroed pixels
+    cache.write_bytes(data[:middle] + bytes(4096) + data[middle + 4096 :])
+    again, labels_again = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=tmp_path)
+    assert torch.equal(again, images) and torch.equal(labels_again, labels)
+
+
 def test_missing_column_names_the_line(tmp_path):
     path = write(tmp_path, HEADER, row(1), row(2)[:-2])
     with pytest.raises(UserError) as error:
