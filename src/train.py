@@ -181,7 +181,9 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
             accelerator=plan.accelerator,
             devices=1,
             precision="32-true",
-            logger=trainer.logger,
+            logger=trainer.logger or False,  # None would be Lightning's default: ./lightning_logs
+            enable_checkpointing=False,
+            enable_model_summary=False,
             callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
         )
     return tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]

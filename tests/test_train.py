@@ -69,20 +69,32 @@ def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
     assert model.hparams.arch == "lenet5" and model.parameter_count == 61706
 
 
-def test_fast_dev_run_on_mnist_writes_nothing(tmp_path, capsys):
-    assert main(["--model", "lenet5", "--fast-dev-run", "--logdir", str(tmp_path / "logs")]) == 0
+# Full precision tests in the training Trainer; mixed precision and EMA in a second one (train.test_best).
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--model", "lenet5", "--precision", "32"],
+        ["--model", "lenet5", "--precision", "bf16-mixed"],
+        ["--model", "deep_bn_cnn"],
+    ],
+)
+def test_fast_dev_run_on_mnist_writes_nothing(flags, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where Lightning's default logger would write
+    assert main([*flags, "--fast-dev-run", "--logdir", str(tmp_path / "logs")]) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "on the MNIST test set (10,000 images)" in out
     assert "fast-dev-run: nothing was written" in out
-    assert not (tmp_path / "logs").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, capsys):
+def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--fast-dev-run"]
-    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    assert main([*argv, "--logdir", str(tmp_path / "logs")]) == 0
     assert (
         "on the validation split of train.csv (200 images; Kaggle's test.csv has no labels)" in capsys.readouterr().out
     )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
