@@ -59,6 +59,11 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def trained_on(checkpoint: dict) -> str:
+    """ "mnist" or "kaggle": the data the checkpoint's run trained on."""
+    return (checkpoint.get("datamodule_hyper_parameters") or {}).get("data", "mnist")
+
+
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0][:120] if str(error).strip() else "no detail"
 

@@ -14,11 +14,13 @@ def build_parser() -> Parser:
     p.add_argument(
         "--data",
         choices=("mnist", "kaggle"),
-        default="mnist",
-        help="MNIST test set, or the Kaggle validation split (default: mnist)",
+        default=None,
+        help="MNIST test set, or the run's Kaggle validation split (default: the data the checkpoint was trained on)",
     )
     p.add_argument(
-        "--data-dir", default=None, help="MNIST files, or the folder with Kaggle's train.csv (default: data/MNIST/raw)"
+        "--data-dir",
+        default=None,
+        help="MNIST files, or the folder with Kaggle's train.csv (default: the checkpoint's, else data/MNIST/raw)",
     )
     p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
     p.add_argument(
@@ -75,13 +77,22 @@ def score(probabilities, labels) -> dict:
 def evaluate(args) -> int:
     import torch
 
-    from src.checkpoints import load_classifier, read_checkpoint
+    from src.checkpoints import load_classifier, read_checkpoint, trained_on
     from src.inference import ensemble_probabilities, predict_probabilities
     from src.runs import run_dir_of, write_json
 
     loaded = [load_classifier(path) for path in args.ckpt]
-    split = read_checkpoint(loaded[0][1]).get("datamodule_hyper_parameters") or {}
-    images, labels, description = evaluation_set(args.data, args.data_dir, split)
+    checkpoint = read_checkpoint(loaded[0][1])
+    split, source = checkpoint.get("datamodule_hyper_parameters") or {}, trained_on(checkpoint)
+    data = args.data or source
+    data_dir = args.data_dir or (split.get("data_dir") if data == source else None)
+    if source == "kaggle" and data == "mnist":  # PITFALLS.md: Kaggle's files are a reshuffle of all of MNIST
+        print(
+            f"note: {loaded[0][1]} was trained on Kaggle's train.csv, whose digits are drawn from all of MNIST, "
+            "test set included: its MNIST test accuracy overstates it",
+            file=sys.stderr,
+        )
+    images, labels, description = evaluation_set(data, data_dir, split)
     members = [predict_probabilities(model, images, args.batch_size, tta=args.tta) for model, _ in loaded]
     reports = [
         {"checkpoint": str(path), **score(probs, labels)} for probs, (_, path) in zip(members, loaded, strict=True)

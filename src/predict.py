@@ -32,11 +32,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args) -> int:
-    from src.checkpoints import load_classifier
+    from src.checkpoints import load_classifier, read_checkpoint, trained_on
 
-    models = [load_classifier(path)[0] for path in args.ckpt]
+    loaded = [load_classifier(path) for path in args.ckpt]
+    models = [model for model, _ in loaded]
     if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):
-        return predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
+        predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
+        # PITFALLS.md: Kaggle's train.csv and test.csv are a reshuffle of all 70,000 MNIST images.
+        for _, path in loaded:
+            if trained_on(read_checkpoint(path)) == "mnist":
+                print(
+                    f"note: {path} was trained on the MNIST files, which hold most of the digits of Kaggle's "
+                    "test.csv: a Kaggle score of this submission measures memory (train with --data kaggle)",
+                    file=sys.stderr,
+                )
+        return 0
     return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size)
 
 

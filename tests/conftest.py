@@ -32,3 +32,14 @@ def short_run(tmp_path_factory) -> Path:
     argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "100", "--logdir", str(logdir)]
     assert train(argv) == 0
     return logdir / "lenet5" / "version_0"
+
+
+@pytest.fixture(scope="session")
+def kaggle_run(tmp_path_factory) -> Path:
+    """A lenet5 run on the Kaggle-format sample (its 200-image validation split is the run's test)."""
+    from src.train import main as train
+
+    logdir = tmp_path_factory.mktemp("kaggle_run")
+    argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--max-epochs", "1"]
+    assert train([*argv, "--logdir", str(logdir)]) == 0
+    return logdir / "lenet5" / "version_0"

@@ -30,6 +30,20 @@ def test_ensemble_reports_each_member_and_the_mean(short_run, capsys):
     assert "ensemble of 2 (mean of probabilities)" in capsys.readouterr().out
 
 
+def test_a_kaggle_run_is_evaluated_on_its_own_validation_split(kaggle_run, tmp_path, capsys):
+    assert main(["--ckpt", str(kaggle_run), "--output-dir", str(tmp_path / "own")]) == 0
+    captured = capsys.readouterr()
+    assert "evaluated on the validation split of train.csv (200 images" in captured.out and captured.err == ""
+    metrics = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    results = json.loads((kaggle_run / "results.json").read_text())
+    assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+    assert main(["--ckpt", str(kaggle_run), "--data", "mnist", "--output-dir", str(tmp_path / "mnist")]) == 0
+    captured = capsys.readouterr()
+    assert "evaluated on the MNIST test set (10,000 images)" in captured.out
+    assert captured.err.startswith("note: ") and "its MNIST test accuracy overstates it" in captured.err
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"

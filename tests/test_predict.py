@@ -9,15 +9,24 @@ from src.predict import main
 from tests.conftest import KAGGLE_DIR
 
 
-def test_kaggle_submission_has_the_exact_format(short_run, tmp_path):
+def test_kaggle_submission_has_the_exact_format(kaggle_run, tmp_path, capsys):
     output = tmp_path / "submission.csv"
-    assert main(["--ckpt", str(short_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output)]) == 0
+    assert main(["--ckpt", str(kaggle_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output)]) == 0
+    assert capsys.readouterr().err == ""
     lines = output.read_text().splitlines()
     assert len(lines) == 1001 and lines[0] == "ImageId,Label"
     ids, labels = zip(*(line.split(",") for line in lines[1:]), strict=True)
     assert [int(i) for i in ids] == list(range(1, 1001))
     assert set(labels) <= set("0123456789") and len(set(labels)) > 5
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_submission_from_an_mnist_model_comes_with_a_note(short_run, tmp_path, capsys):
+    output = tmp_path / "submission.csv"
+    assert main(["--ckpt", str(short_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: ") and "trained on the MNIST files" in err and err.count("\n") == 1
+    assert len(output.read_text().splitlines()) == 1001
 
 
 def test_bad_kaggle_csv_writes_no_submission(short_run, tmp_path, capsys):
