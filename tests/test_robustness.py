@@ -73,9 +73,13 @@ def logged(run, tag: str) -> list[tuple[int, float]]:
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
     # with random augmentation, whose generator must carry over too, and an average of the weights (EMA).
+    # The plateau's min_delta makes epoch 2 count as bad, so the LR drops for epoch 3 only if the resumed
+    # scheduler remembers epoch 1's loss.
     recipe = tmp_path / "lenet5_augmented.yaml"
+    lenet5 = (ROOT / "configs" / "lenet5.yaml").read_text()
+    assert "  patience: 2\n  min_delta: 1.0e-4\n" in lenet5
     recipe.write_text(
-        (ROOT / "configs" / "lenet5.yaml").read_text()
+        lenet5.replace("  patience: 2\n  min_delta: 1.0e-4\n", "  patience: 1\n  min_delta: 100.0\n")
         + "augment: {rotation: 10, zoom: 0.1, shift: 0.1}\nema_decay: 0.99\n"
     )
     limits = ["--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
@@ -100,6 +104,11 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     assert main([*common, "--logdir", str(tmp_path / "mid_step"), "--resume", "last"]) == 0
 
     names = ("unbroken", "stopped", "interrupted", "mid_step")
+    assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "lenet5" / "version_0", "lr-Adam")] == [
+        1e-3,
+        1e-3,
+        1e-4,
+    ]
     runs = {name: tmp_path / name / "lenet5" / "version_0" for name in names}
     results = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
     weights = {name: torch.load(r["last_checkpoint"], weights_only=True)["state_dict"] for name, r in results.items()}
@@ -111,6 +120,7 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
             v for _, v in logged(runs["unbroken"], "train/loss")
         ]
         assert results[name]["test_acc"] == results["unbroken"]["test_acc"]
+        assert [v for _, v in logged(runs[name], "lr-Adam")] == [v for _, v in logged(runs["unbroken"], "lr-Adam")]
         assert results[name]["best_epoch"] == results["unbroken"]["best_epoch"] == 3
         # Training time and images add up over the processes of a resumed run: 3 epochs of 20 batches of 32.
         assert results[name]["train_images"] == results["unbroken"]["train_images"] == 3 * 20 * 32, name

@@ -4,6 +4,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchvision.utils import make_grid
 
 from src.data.transforms import denormalise
@@ -40,6 +41,8 @@ class DigitClassifier(pl.LightningModule):
             LossAndAccuracy(),
             LossAndAccuracy(),
         )
+        self.plateau: ReduceLROnPlateau | None = None  # stepped here, not by Lightning: see configure_optimizers
+        self._plateau_state: dict | None = None
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook, ~42 times a training step; nn.Module's
@@ -90,6 +93,9 @@ class DigitClassifier(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        monitored = self.trainer.callback_metrics.get(self.hparams.monitor)
+        if self.plateau is not None and monitored is not None:  # (no val/ point after a cut validation)
+            self.plateau.step(monitored)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
@@ -110,9 +116,14 @@ class DigitClassifier(pl.LightningModule):
         checkpoint["train_epoch_sums"] = {
             name: state.clone() for name, state in self.train_metrics.metric_state.items()
         }
+        if self.plateau is not None:
+            checkpoint["plateau_scheduler"] = self.plateau.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.train_metrics.continue_from(checkpoint.get("train_epoch_sums", {}))
+        # Checkpoints before 2026-12-02 hold it in Lightning's lr_schedulers (one epoch behind).
+        older = [state for state in checkpoint.get("lr_schedulers", []) if "num_bad_epochs" in state]
+        self._plateau_state = checkpoint.get("plateau_scheduler") or next(iter(older), None)
 
     def on_train_epoch_start(self) -> None:
         self.train_metrics.reset()
@@ -129,6 +140,14 @@ class DigitClassifier(pl.LightningModule):
             total_steps=self.trainer.estimated_stepping_batches,
             epochs=self.trainer.max_epochs,
         )
+        if scheduler is not None and isinstance(scheduler["scheduler"], ReduceLROnPlateau):
+            # Lightning steps a plateau scheduler after the epoch's checkpoint is saved, and skips that step
+            # when it resumes from that checkpoint (its fit loop), so a resumed run's LR dropped an epoch late.
+            # Stepped in on_train_epoch_end instead, before the checkpoint callbacks, and saved with the model.
+            self.plateau = scheduler["scheduler"]
+            if self._plateau_state is not None:
+                self.plateau.load_state_dict(self._plateau_state)
+            return optimizer
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def _log_sample_inputs(self, inputs: torch.Tensor) -> None:
