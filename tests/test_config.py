@@ -20,9 +20,23 @@ def test_lenet5_recipe_is_the_notebooks():
     assert (r.val_split, r.val_fraction) == ("tail", 0.1)
 
 
-def test_every_recipe_file_loads():
-    for path in CONFIG_DIR.glob("*.yaml"):
-        assert resolve_recipe({}, str(path)).model
+OTHER_NAMES = {"fast": "fast_cnn", "fast_995": "fast_cnn", "deep_cnn_fixed": "deep_cnn"}  # recipe file -> model
+
+
+@pytest.mark.filterwarnings("error")  # a shipped recipe must not trip its own sanity warnings
+def test_every_recipe_file_loads_and_names_its_model():
+    paths = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert len(paths) >= 9
+    for path in paths:
+        recipe = resolve_recipe({}, str(path))
+        assert recipe.description and recipe.model == OTHER_NAMES.get(path.stem, path.stem), path.name
+
+
+def test_early_stopping_that_would_outrun_the_plateau_is_warned_about(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: lenet5\nscheduler: plateau\nscheduler_args: {patience: 2}\nearly_stopping: {patience: 2}\n")
+    with pytest.warns(UserWarning, match="early stopping patience 2 <= plateau patience 2: the LR will never drop"):
+        resolve_recipe({}, str(path))
 
 
 def test_unknown_key_lists_the_valid_ones(tmp_path):

@@ -121,6 +121,10 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
         ),
         (["--resume", "last"], "error: --resume last: no run of lenet5 under"),
         (
+            ["--accelerator", "cpu", "--devices", "2", "--batch-size", "33"],
+            "error: --batch-size: 33 does not divide across 2 processes",
+        ),
+        (
             ["--memory-format", "nhwc"],
             "error: --memory-format: unknown memory format 'nhwc'; choose from auto, channels_last, contiguous",
         ),

@@ -37,10 +37,29 @@ def test_bn_cnn_uses_keras_batch_norm_semantics():
     assert (norm.momentum, norm.eps) == (0.01, 1e-3)
 
 
-def test_keras_init_uses_zero_biases():
-    model = build_model("lenet5", init="keras")
-    biases = [m.bias for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    assert all(torch.count_nonzero(b) == 0 for b in biases)
+def test_keras_init_is_glorot_uniform_with_zero_biases():
+    layers = [
+        m for m in build_model("lenet5", init="keras").modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert all(torch.count_nonzero(layer.bias) == 0 for layer in layers)
+    for layer in layers:
+        receptive = layer.weight[0, 0].numel() if layer.weight.dim() > 2 else 1
+        fan_in, fan_out = layer.weight.shape[1] * receptive, layer.weight.shape[0] * receptive
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.8 * bound, layer
+    torch_default = [m for m in build_model("lenet5").modules() if isinstance(m, torch.nn.Linear)]
+    assert all(torch.count_nonzero(layer.bias) > 0 for layer in torch_default)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_every_architecture_returns_logits_not_probabilities(name):
+    # F.cross_entropy applies log-softmax itself: a softmax inside the model would be applied twice.
+    model = build_model(name).eval()
+    assert not any(isinstance(m, (torch.nn.Softmax, torch.nn.LogSoftmax)) for m in model.modules())
+    torch.manual_seed(0)
+    outputs = model(torch.randn(8, 1, 28, 28) * 3)
+    assert not torch.allclose(outputs.exp().sum(dim=1), torch.ones(8), atol=1e-3)  # not log-probabilities
+    assert not torch.allclose(outputs.sum(dim=1), torch.ones(8), atol=1e-3)  # not probabilities
 
 
 def test_model_table_lists_every_model(capsys):
