@@ -187,9 +187,14 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
                 monitor=recipe.monitor,
                 mode=mode,
                 save_top_k=1,
-                save_last=True,
                 auto_insert_metric_name=False,
             )
+        )
+        # Since Lightning 2.6, `save_last=True` writes last.ckpt only in epochs that save a best checkpoint
+        # too: after the best epoch it went stale, and --resume repeated every epoch since. This unmonitored
+        # one rewrites it every epoch; being after the best one, its file holds that one's updated state.
+        callbacks.append(
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
         )
     if recipe.ema_decay is not None:
         # Lightning swaps the average in for validation, checkpoints and the end of training.

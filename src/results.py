@@ -30,7 +30,7 @@ def write_results(
         "monitor": recipe.monitor,
         "best_monitor_value": float(checkpoint.best_model_score) if best else None,
         "best_checkpoint": best,
-        "last_checkpoint": checkpoint.last_model_path or None,
+        "last_checkpoint": str(last) if (last := run_dir / "checkpoints" / "last.ckpt").is_file() else None,
         "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in trainer.callbacks),
         "train_seconds": round(throughput.seconds, 3),
         "train_images": throughput.images,

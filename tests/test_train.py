@@ -3,11 +3,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import src.callbacks
 from src.evaluate import main as evaluate
 from src.hardware import HardwareRequest, plan_hardware, probe_machine
 from src.models.classifier import DigitClassifier
@@ -280,3 +282,35 @@ def test_the_memory_format_asked_for_is_the_one_trained_in(layout, tmp_path):
         memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format
     )
     assert weight.is_contiguous() == (layout == "contiguous")
+
+
+class ZeroWeightsBeforeLastValidation(pl.Callback):
+    """Makes the last epoch the worst: all-zero weights predict class 0 for every image."""
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.current_epoch == trainer.max_epochs - 1 and not trainer.sanity_checking:
+            with torch.no_grad():
+                for parameter in pl_module.parameters():
+                    parameter.zero_()
+
+
+def test_the_run_tests_its_best_checkpoint_not_its_last(tmp_path, monkeypatch, capsys):
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(
+        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), ZeroWeightsBeforeLastValidation()]
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: lenet5\nmonitor: val/acc\nprecision: '32'\n")
+    argv = ["--config", str(recipe), "--max-epochs", "3", "--limit-train-batches", "60", "--limit-val-batches", "5"]
+    assert main([*argv, "--logdir", str(tmp_path / "logs")]) == 0
+    results = json.loads((tmp_path / "logs" / "lenet5" / "version_0" / "results.json").read_text())
+    assert results["epochs_run"] == 3 and results["best_epoch"] in (1, 2) and results["monitor"] == "val/acc"
+    assert results["best_checkpoint"].endswith(f"best-epoch{results['best_epoch'] - 1:03d}.ckpt")
+    assert results["test_acc"] > 0.5
+
+    capsys.readouterr()
+    for checkpoint, name in ((results["best_checkpoint"], "best"), (results["last_checkpoint"], "last")):
+        assert evaluate(["--ckpt", checkpoint, "--output-dir", str(tmp_path / name)]) == 0
+    best, last = (json.loads((tmp_path / n / "metrics.json").read_text())["members"][0] for n in ("best", "last"))
+    assert best["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert last["accuracy"] < 0.2  # the zeroed weights: what a run testing its last checkpoint would report
