@@ -9,16 +9,29 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from src.errors import UserError
+
 STALE_SECONDS = 60  # a temp file untouched this long was left by a killed writer (a live one keeps writing to it)
+
+
+class WriteError(UserError):
+    """An output file could not be written (a full disk, a directory in its place, no permission); whatever
+    was at its path before is untouched."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(path, f"could not be written ({error.strerror or error})")
 
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it is fsynced and renamed over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temp_files(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temp_files(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(path, e) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, mode) as f:
@@ -26,6 +39,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from src.atomic import atomic_save
+from src.atomic import WriteError, atomic_save
 from src.config import Recipe
 from src.errors import UserError
 from src.metrics import MONITOR_MODES
@@ -47,9 +47,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         try:
             atomic_save(path, lambda f: torch.save(checkpoint, f))
-        except OSError as e:  # a full disk, say: the previous file is untouched
+        except WriteError as e:  # a full disk, say: the previous file is untouched
+            raise UserError(path, f"{e.problem}; the previous checkpoint is intact") from None
+        except RuntimeError as e:  # torch's zip writer reports a full disk as "[enforce fail ...] unexpected pos"
             raise UserError(
-                path, f"could not be written ({e.strerror or e}); the previous checkpoint is intact"
+                path, f"could not be written ({str(e).splitlines()[0][:100]}); the previous checkpoint is intact"
             ) from None
 
 

@@ -46,6 +46,8 @@ def read_checkpoint(path: Path) -> dict:
         if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
             raise UserError(path, f"refused: not a plain-weights checkpoint (it would import {found[1]})") from None
         raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
+    except (KeyError, IndexError, TypeError, AttributeError):  # text read as a pickle by torch's legacy loader
+        raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
     except RuntimeError as e:
         if "PytorchStreamReader failed reading zip archive" in str(e):  # its directory is at the end
             raise UserError(path, "is not a readable checkpoint (truncated, or not a file torch.save wrote)") from None
@@ -54,8 +56,11 @@ def read_checkpoint(path: Path) -> dict:
         raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     if record := damaged_record(path):
         raise UserError(path, f"is damaged: its record {record} fails its CRC-32 (the file changed after it was saved)")
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(path, "is not a Lightning checkpoint of this project (no state_dict)")
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if not isinstance(checkpoint.get(key) or {}, dict):
+            raise UserError(path, f"is not a Lightning checkpoint of this project ({key} is not a mapping)")
     return checkpoint
 
 
@@ -77,7 +82,7 @@ def load_classifier(path: str | Path):
     checkpoint = read_checkpoint(checkpoint_path)
     hyperparameters = checkpoint.get("hyper_parameters") or {}
     arch = hyperparameters.get("arch")
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise UserError(
             checkpoint_path, f"architecture {arch!r} is unknown to this project ({', '.join(ARCHITECTURES)})"
         )

@@ -34,6 +34,16 @@ def devices_value(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def limit_value(text: str) -> int | float:
     """Lightning's convention: an int is a number of batches, a float a fraction."""
     try:

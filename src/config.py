@@ -122,6 +122,14 @@ def _check_type(key: str, value):
         return value
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
         return value if int in allowed else float(value)
+    if float in allowed and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 1e-3 as a string: it needs a dot, 1.0e-3. Accept what the user meant.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if str in allowed and isinstance(value, int) and not isinstance(value, bool) and key == "precision":
+        return str(value)  # `precision: 32`, as the --precision 32 alias
     if isinstance(value, bool) and bool not in allowed:
         raise UserError(key, f"expected {_type_names(allowed)}, got {value!r}")
     if any(isinstance(value, t) for t in allowed if isinstance(t, type)):
@@ -155,8 +163,15 @@ def validate(recipe: Recipe) -> None:
             raise UserError(key, f"must be at least 1, got {getattr(recipe, key)}")
     if not 0 < recipe.val_fraction < 1:
         raise UserError("val_fraction", f"must be between 0 and 1, got {recipe.val_fraction}")
-    if not recipe.lr > 0:
-        raise UserError("lr", f"must be positive, got {recipe.lr}")
+    if not 0 < recipe.lr < float("inf"):
+        raise UserError("lr", f"must be a positive number, got {recipe.lr}")
+    if not 0 <= recipe.seed < 2**32:
+        raise UserError("seed", f"must be between 0 and 2**32 - 1, got {recipe.seed}")
+    for key in ("limit_train_batches", "limit_val_batches"):
+        limit = getattr(recipe, key)
+        if limit is not None and (limit < 0 or (isinstance(limit, float) and limit > 1)):
+            flag = "--" + key.replace("_", "-")
+            raise UserError(flag, f"a batch count (0 or more) or a fraction in [0, 1], got {limit}")
     if not 0 <= recipe.label_smoothing < 1:
         raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
     if recipe.ema_decay is not None and not 0 < recipe.ema_decay < 1:

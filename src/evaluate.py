@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from src.cli import Parser, run_command
+from src.cli import Parser, positive_int, run_command
 
 WORST_SHOWN = 32
 
@@ -22,7 +22,7 @@ def build_parser() -> Parser:
         default=None,
         help="MNIST files, or the folder with Kaggle's train.csv (default: the checkpoint's, else data/MNIST/raw)",
     )
-    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="images per forward pass (default: 1000)")
     p.add_argument(
         "--tta", action="store_true", help="test-time augmentation: average over the image and its 1-pixel shifts"
     )

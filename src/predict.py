@@ -5,7 +5,7 @@ import io
 import sys
 from pathlib import Path
 
-from src.cli import Parser, run_command
+from src.cli import Parser, positive_int, run_command
 from src.errors import UserError
 
 
@@ -23,7 +23,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--show-preprocessed", default=None, metavar="PNG", help="save the 28x28 images the model saw (images only)"
     )
-    p.add_argument("--batch-size", type=int, default=1000, help="images per forward pass (default: 1000)")
+    p.add_argument("--batch-size", type=positive_int, default=1000, help="images per forward pass (default: 1000)")
     return p
 
 

@@ -206,7 +206,7 @@ def make_server(ckpt: str | None, logdir: str, port: int, max_upload_mb: float) 
 
     if not 0 <= port <= 65535:
         raise UserError("--port", f"must be between 0 and 65535, got {port}")
-    if not max_upload_mb > 0:
+    if not 0 < max_upload_mb < float("inf"):
         raise UserError("--max-upload-mb", f"must be positive, got {max_upload_mb}")
     recogniser = DigitRecogniser(ckpt if ckpt is not None else best_run(logdir))
     try:

@@ -84,3 +84,19 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_save(target, fail)
     assert target.read_bytes() == b"old" and temp_files(target) == []
+
+
+def test_an_unwritable_target_is_one_user_error_and_leaves_nothing(tmp_path):
+    from src.errors import UserError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    (tmp_path / "a-dir").mkdir()
+    for target, reason in (
+        (blocker / "out.csv", "Not a directory|File exists"),
+        (tmp_path / "a-dir", "Is a directory"),
+    ):
+        with pytest.raises(UserError, match=rf"^{target}: could not be written \(({reason})\)$"):
+            atomic_write_text(target, "x")
+    assert blocker.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file"]
+    assert list((tmp_path / "a-dir").iterdir()) == []

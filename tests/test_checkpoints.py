@@ -55,6 +55,33 @@ def test_other_architectures_and_mismatched_tensors_are_clear_errors(short_run, 
         load_classifier(mismatched)
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"hyper_parameters": ["lenet5"]},
+            "is not a Lightning checkpoint of this project (hyper_parameters is not a mapping)",
+        ),
+        ({"state_dict": [1, 2]}, "is not a Lightning checkpoint of this project (no state_dict)"),
+        ({"hyper_parameters": {"arch": ["lenet5"]}}, "architecture ['lenet5'] is unknown to this project"),
+    ],
+)
+def test_checkpoints_of_the_wrong_shape_are_one_line(change, message, short_run, tmp_path):
+    checkpoint = torch.load(resolve_checkpoint(short_run), weights_only=True)
+    odd = tmp_path / "odd.ckpt"
+    torch.save({**checkpoint, **change}, odd)
+    with pytest.raises(UserError) as error:
+        load_classifier(odd)
+    assert str(error.value).startswith(f"{odd}: {message}")
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello\n")
+    with pytest.raises(UserError, match=r"notes.ckpt: is not a readable checkpoint \(not a file torch.save wrote\)$"):
+        load_classifier(text)
+
+
 def test_corrupt_and_missing_files(tmp_path):
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"PK\x03\x04 definitely not a zip")

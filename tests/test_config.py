@@ -53,7 +53,13 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
             {"model": "resnet999"},
             "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn",
         ),
-        ({"lr": -1.0}, "lr: must be positive, got -1.0"),
+        ({"lr": -1.0}, "lr: must be a positive number, got -1.0"),
+        ({"lr": float("inf")}, "lr: must be a positive number, got inf"),
+        ({"seed": -1}, "seed: must be between 0 and 2**32 - 1, got -1"),
+        (
+            {"limit_train_batches": 1.5},
+            "--limit-train-batches: a batch count (0 or more) or a fraction in [0, 1], got 1.5",
+        ),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
         ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),
         ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
@@ -67,6 +73,13 @@ def test_bad_values_are_one_line_errors(flags, message, tmp_path):
     with pytest.raises(UserError) as error:
         resolve_recipe(flags, str(config) if config else None)
     assert str(error.value) == message
+
+
+def test_yaml_1_1_numbers_and_precision_are_read_as_meant(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: lenet5\nlr: 1e-3\nprecision: 32\n")  # PyYAML reads 1e-3 as a string, 32 as an int
+    recipe = resolve_recipe({}, str(path))
+    assert (recipe.lr, recipe.precision) == (0.001, "32")
 
 
 def test_wrong_types_and_bad_yaml(tmp_path):

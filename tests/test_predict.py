@@ -67,3 +67,20 @@ def test_own_images_get_top3_and_a_bad_file_does_not_stop_the_others(short_run, 
         assert 1 >= float(row["p1"]) >= float(row["p2"]) >= float(row["p3"]) >= 0
     assert preview.read_bytes()[:4] == b"\x89PNG"
     assert f"{paths[0]}: {labels[0]} (" in captured.out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--output", "{tmp}"], "error: {tmp}: could not be written (Is a directory)"),
+        (
+            ["--batch-size", "0"],
+            "error: python -m src.predict: argument --batch-size: expected a whole number of at least 1, got '0'",
+        ),
+    ],
+)
+def test_bad_output_and_batch_size_are_one_line(flags, message, kaggle_run, tmp_path, capsys):
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
+    assert main(["--ckpt", str(kaggle_run), "--input", str(KAGGLE_DIR / "test.csv"), *flags]) == 2
+    assert capsys.readouterr().err == message.format(tmp=tmp_path) + "\n"
+    assert list(tmp_path.iterdir()) == []

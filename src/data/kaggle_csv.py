@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.atomic import atomic_save
+from src.atomic import WriteError, atomic_save
 from src.errors import UserError, read_user_file
 from src.torch_files import damaged_record
 
@@ -37,7 +37,8 @@ def read_kaggle_csv(
     images, labels = parse_kaggle_csv(path, raw)
     if cache is not None:
         payload = {"images": images} | ({"labels": labels} if labels is not None else {})
-        with contextlib.suppress(OSError):  # a cache is an optimisation; a read-only dir must not stop training
+        # A cache is an optimisation: a read-only or full disk must not stop the command.
+        with contextlib.suppress(WriteError, RuntimeError):
             atomic_save(cache, lambda f: torch.save(payload, f))
     return images, labels
 
