@@ -17,12 +17,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def run_command(command: Callable[[], int]) -> int:
-    """Run an entry point; a UserError becomes `error: <thing>: <what is wrong>` and exit status 2."""
+    """Run an entry point; a UserError becomes `error: <thing>: <what is wrong>` and exit status 2, Ctrl-C
+    one line and 130."""
     try:
         return command()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside training, which saves a checkpoint and says how to resume
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def devices_value(text: str) -> int | str:

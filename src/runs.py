@@ -19,9 +19,9 @@ def version_dirs(logdir: str | Path, model: str) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name.removeprefix("version_")))
 
 
-def resume_checkpoint(resume: str, logdir: str | Path, model: str) -> Path:
+def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: int) -> Path:
     """`last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the checkpoint to resume,
-    checked to be one of `model`."""
+    checked to be one of `model` that has not trained past `max_epochs`."""
     if resume == "last":
         candidates = [run / "checkpoints" / "last.ckpt" for run in version_dirs(logdir, model)]
         candidates = [c for c in candidates if c.exists()]
@@ -34,16 +34,23 @@ def resume_checkpoint(resume: str, logdir: str | Path, model: str) -> Path:
             path = path / "checkpoints" / "last.ckpt"
         if not path.is_file():
             raise UserError("--resume", f"{path} does not exist")
-    _check_holds_model(path, model)
+    _check_resumable(path, model, max_epochs)
     return path
 
 
-def _check_holds_model(checkpoint: Path, model: str) -> None:
+def _check_resumable(checkpoint: Path, model: str, max_epochs: int) -> None:
     from src.checkpoints import read_checkpoint
 
-    arch = (read_checkpoint(checkpoint).get("hyper_parameters") or {}).get("arch")
+    saved = read_checkpoint(checkpoint)
+    arch = (saved.get("hyper_parameters") or {}).get("arch")
     if arch != model:
         raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
+    loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
+    if isinstance(done, int) and done > max_epochs:
+        raise UserError(
+            checkpoint, f"has trained {done} epochs, more than --max-epochs {max_epochs}; give at least {done}"
+        )
 
 
 def check_writable(directory: Path) -> None:

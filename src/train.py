@@ -93,7 +93,9 @@ def train(recipe: Recipe) -> int:
     for size in [recipe.batch_size, *(recipe.batch_schedule or {}).values()]:
         if size % plan.processes:
             raise UserError("--batch-size", f"{size} does not divide across {plan.processes} processes")
-    resume_from = resume_checkpoint(recipe.resume, recipe.logdir, recipe.model) if recipe.resume else None
+    resume_from = (
+        resume_checkpoint(recipe.resume, recipe.logdir, recipe.model, recipe.max_epochs) if recipe.resume else None
+    )
     quiet_lightning()
     apply_global_settings(plan)
     pl.seed_everything(recipe.seed, workers=True, verbose=False)

@@ -44,6 +44,16 @@ def test_a_kaggle_run_is_evaluated_on_its_own_validation_split(kaggle_run, tmp_p
     assert captured.err.startswith("note: ") and "its MNIST test accuracy overstates it" in captured.err
 
 
+def test_ctrl_c_is_one_line_and_status_130(short_run, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("src.inference.predict_probabilities", interrupted)
+    assert main(["--ckpt", str(short_run), "--output-dir", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"

@@ -99,7 +99,7 @@ def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
+def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys):
     common = ["--model", "lenet5", "--logdir", str(tmp_path), "--limit-train-batches", "20", "--limit-val-batches", "2"]
     assert main([*common, "--max-epochs", "1"]) == 0
     assert main([*common, "--max-epochs", "2", "--resume", "last"]) == 0
@@ -108,6 +108,11 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn):
     results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
     assert results["epochs_run"] == 2 and results["train_images"] == 2 * 20 * 32  # the run's, both processes
     assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]  # resuming is the point
+    assert main([*common, "--max-epochs", "1", "--resume", "last"]) == 2
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    assert (
+        capsys.readouterr().err == f"error: {last}: has trained 2 epochs, more than --max-epochs 1; give at least 2\n"
+    )
 
 
 @pytest.mark.parametrize(
