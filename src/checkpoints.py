@@ -24,9 +24,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if results.is_file():
         try:
             best = json.loads(results.read_text()).get("best_checkpoint")
-        except (json.JSONDecodeError, OSError):
+        except (ValueError, OSError, AttributeError):  # not JSON, not UTF-8, not an object: fall back
             best = None
-        if best and Path(best).is_file():
+        if isinstance(best, str) and Path(best).is_file():
             return Path(best)
     candidates = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
     if not candidates:

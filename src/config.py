@@ -77,6 +77,8 @@ def load_recipe_file(path: str | Path) -> dict:
         raise UserError(path, "recipe file not found") from None
     except OSError as e:
         raise UserError(path, f"cannot be read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(path, "is not a text file (a recipe is UTF-8 YAML)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -85,7 +87,7 @@ def load_recipe_file(path: str | Path) -> dict:
         return {}
     if not isinstance(content, dict):
         raise UserError(path, "must be a mapping of recipe keys to values")
-    unknown = sorted(set(content) - set(FIELDS))
+    unknown = sorted(str(key) for key in set(content) - set(FIELDS))
     if unknown:
         raise UserError(path, f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
     return content

@@ -75,6 +75,16 @@ def test_checkpoints_of_the_wrong_shape_are_one_line(change, message, short_run,
     assert str(error.value).startswith(f"{odd}: {message}")
 
 
+@pytest.mark.parametrize("content", [b"[1, 2]", b'{"best_checkpoint": 5}', b"\xff\xfe"])
+def test_a_damaged_results_json_falls_back_to_the_best_checkpoint_file(content, short_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(short_run / "checkpoints", run / "checkpoints")
+    (run / "results.json").write_bytes(content)
+    assert resolve_checkpoint(run) == run / "checkpoints" / "best-epoch000.ckpt"
+
+
 def test_a_text_file_is_not_a_checkpoint(tmp_path):
     text = tmp_path / "notes.ckpt"
     text.write_text("hello\n")

@@ -93,6 +93,12 @@ def test_wrong_types_and_bad_yaml(tmp_path):
     path.write_text("model: lenet5\nmonitor: val/accuracy\n")
     with pytest.raises(UserError, match="monitor: unknown value 'val/accuracy'; choose from train/loss"):
         resolve_recipe({}, str(path))
+    path.write_bytes(b"model: lenet5\n\xff\xfe\n")
+    with pytest.raises(UserError, match=r"r.yaml: is not a text file \(a recipe is UTF-8 YAML\)$"):
+        resolve_recipe({}, str(path))
+    path.write_text("model: lenet5\n1: 2\nfoo: 3\n")
+    with pytest.raises(UserError, match=r"r.yaml: unknown key\(s\) 1, foo; valid keys: model"):
+        resolve_recipe({}, str(path))
     path.write_text("model: lenet5\noptimizer_args: {betas: 3}\n")
     with pytest.raises(UserError, match="optimizer_args: not accepted by adam"):
         resolve_recipe({}, str(path))
