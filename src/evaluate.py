@@ -156,10 +156,14 @@ def write_figures(output: Path, run_dir: Path, images, labels, probabilities, ma
     curves = read_curves(run_dir)
     if curves:
         figures["curves"] = curves_figure(curves, f"Training curves: {run_dir}")
-    with SummaryWriter(log_dir=str(run_dir)) as writer:
-        for name, figure in figures.items():
-            writer.add_figure(f"evaluation/{name}", figure, close=False)
-            save_figure(figure, output / f"{name}.png")
+    for name, figure in figures.items():
+        save_figure(figure, output / f"{name}.png")
+    try:  # a run directory may be read-only (a shared or archived run) while --output-dir is not
+        with SummaryWriter(log_dir=str(run_dir)) as writer:
+            for name, figure in figures.items():
+                writer.add_figure(f"evaluation/{name}", figure, close=False)
+    except OSError as e:
+        print(f"note: the figures were not logged to {run_dir}'s TensorBoard ({e.strerror or e})", file=sys.stderr)
 
 
 def read_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -54,6 +54,24 @@ def test_ctrl_c_is_one_line_and_status_130(short_run, tmp_path, monkeypatch, cap
     assert not (tmp_path / "out").exists()
 
 
+def test_a_read_only_run_directory_still_gets_its_figures_written_elsewhere(short_run, tmp_path, monkeypatch, capsys):
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("torch.utils.tensorboard.SummaryWriter", read_only)
+    assert main(["--ckpt", str(short_run), "--output-dir", str(tmp_path / "out")]) == 0
+    assert (
+        capsys.readouterr().err
+        == f"note: the figures were not logged to {short_run}'s TensorBoard (Permission denied)\n"
+    )
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "metrics.json",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "curves.png",
+    }
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert main(["--ckpt", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'none'}: no such checkpoint file or run directory\n"
