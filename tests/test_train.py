@@ -163,6 +163,17 @@ def test_resuming_from_an_incompatible_checkpoint_is_one_line(content, message, 
     assert not (tmp_path / "logs").exists()
 
 
+def test_a_csv_too_small_to_split_stops_before_anything_is_written(tmp_path, capsys):
+    lines = (KAGGLE_DIR / "train.csv").read_text().splitlines()[:4]  # header and 3 digits
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    argv = ["--data", "kaggle", "--data-dir", str(tmp_path), "--logdir", str(tmp_path / "logs")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'train.csv'}: 3 labelled images leave 3 for training and 0 for validation at val_fraction 0.1\n"
+    )
+    assert not (tmp_path / "logs").exists()
+
+
 def test_bad_csv_row_stops_the_command_with_the_line(tmp_path, capsys):
     lines = (KAGGLE_DIR / "train.csv").read_text().splitlines()[:50]
     lines[17] = lines[17].replace(",0,", ",256,", 1)

@@ -78,6 +78,15 @@ class DigitsDataModule(pl.LightningDataModule):
             return
         images, labels = self._load_training_source()
         train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.seed)
+        if len(train) == 0 or len(val) == 0:
+            source = (
+                "MNIST's training set" if self.hparams.data == "mnist" else Path(self.hparams.data_dir) / "train.csv"
+            )
+            raise UserError(
+                source,
+                f"{len(labels):,} labelled images leave {len(train)} for training and {len(val)} for validation "
+                f"at val_fraction {self.hparams.val_fraction:g}",
+            )
         self.train_set = TensorBatches(images[train], labels[train])
         self.val_set = TensorBatches(images[val], labels[val])
         if self.hparams.data == "mnist":
