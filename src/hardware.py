@@ -11,6 +11,8 @@ STRATEGIES = ("auto", "ddp")
 PRECISIONS = ("auto", "32-true", "16-mixed", "bf16-mixed")
 PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+# What torchrun, SLURM or a hand-started node (Lightning's default environment) sets on each machine.
+LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "SLURM_JOB_ID", "NODE_RANK")
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class Probe:
     cpu_cores: int = 1
     cpu_arch: str = "x86_64"
     cpu_amx: bool = False  # Intel AMX: bf16 matrix units in the CPU
+    launched: bool = False  # a multi-node launcher's variables are set (torchrun, SLURM, or MASTER_ADDR + NODE_RANK)
 
     @property
     def machine(self) -> str:
@@ -90,6 +93,7 @@ def probe_machine() -> Probe:
         cpu_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         cpu_arch=platform.machine(),
         cpu_amx=_cpu_has_amx(torch),
+        launched=any(name in os.environ for name in LAUNCHER_VARIABLES),
     )
 
 
@@ -107,6 +111,12 @@ def plan_hardware(requested: HardwareRequest, probe: Probe) -> HardwarePlan:
     num_nodes = requested.num_nodes
     if num_nodes < 1:
         raise UserError("--num-nodes", f"must be at least 1, got {num_nodes}")
+    if num_nodes > 1 and not probe.launched:  # Lightning would wait for the other nodes forever
+        raise UserError(
+            "--num-nodes",
+            f"{num_nodes} nodes need a launcher on each machine: torchrun, srun, or MASTER_ADDR, MASTER_PORT "
+            "and NODE_RANK set (README: Several GPUs and several machines)",
+        )
     processes = devices * num_nodes
 
     strategy = requested.strategy or "auto"

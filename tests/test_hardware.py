@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from src.errors import UserError
@@ -39,7 +41,7 @@ def test_four_gpus_use_one_by_default_and_ddp_only_when_asked():
     p = plan(FOUR_A100, devices="auto")
     assert (p.devices, p.strategy, p.processes, p.threads) == (4, "ddp", 4, 8)
     assert "nccl" in p.reasons["strategy"]
-    assert plan(FOUR_A100, devices=2, num_nodes=3).processes == 6
+    assert plan(replace(FOUR_A100, launched=True), devices=2, num_nodes=3).processes == 6
 
 
 def test_mps_is_chosen_in_full_precision():
@@ -98,3 +100,8 @@ def test_weights_are_channels_last_only_where_measured_faster_unless_asked():
 def test_impossible_requests_are_one_line_errors(probe, asked, message):
     with pytest.raises(UserError, match=message):
         plan(probe, **asked)
+
+
+def test_several_nodes_without_a_launcher_is_an_error_not_a_hang():
+    with pytest.raises(UserError, match=r"^--num-nodes: 2 nodes need a launcher on each machine: torchrun, srun"):
+        plan(FOUR_A100, devices=4, num_nodes=2)
