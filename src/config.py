@@ -147,7 +147,7 @@ def validate(recipe: Recipe) -> None:
     """Check values that types cannot: names, ranges and combinations."""
     from src.data.splits import SOURCES, SPLITS
     from src.metrics import MONITOR_MODES
-    from src.models.optim import PLATEAU_KEYS, SCHEDULERS, build_optimizer
+    from src.models.optim import PLATEAU_KEYS, SCHEDULERS, build_optimizer, build_scheduler
     from src.models.registry import ARCHITECTURES, INITS
 
     def one_of(key: str, value, valid) -> None:
@@ -191,11 +191,33 @@ def validate(recipe: Recipe) -> None:
     Augmentation.from_recipe(recipe.augment)
     import torch
 
-    build_optimizer(recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr, recipe.optimizer_args)
+    optimizer = build_optimizer(
+        recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr, recipe.optimizer_args
+    )
+    if recipe.scheduler == "plateau" and set(recipe.scheduler_args) - PLATEAU_KEYS:
+        raise UserError("scheduler_args", f"plateau takes {', '.join(sorted(PLATEAU_KEYS))}")
+    # The scheduler too is built once on that stand-in: a bad key or value fails here, not mid-fit.
+    try:
+        build_scheduler(
+            recipe.scheduler,
+            optimizer,
+            recipe.scheduler_args,
+            recipe.monitor,
+            MONITOR_MODES[recipe.monitor],
+            100,
+            recipe.max_epochs,
+        )
+    except (TypeError, ValueError) as e:
+        raise UserError("scheduler_args", f"not accepted by {recipe.scheduler}: {e}") from None
     if recipe.early_stopping is not None:
         unknown = set(recipe.early_stopping) - {"patience", "min_delta"}
         if unknown:
             raise UserError("early_stopping", f"unknown key(s) {sorted(unknown)}; valid: min_delta, patience")
+        patience, min_delta = recipe.early_stopping.get("patience", 3), recipe.early_stopping.get("min_delta", 0.0)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise UserError("early_stopping", f"patience must be a whole number of epochs >= 0, got {patience!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not 0 <= min_delta < float("inf"):
+            raise UserError("early_stopping", f"min_delta must be a number >= 0, got {min_delta!r}")
         if recipe.scheduler == "plateau":
             stop = recipe.early_stopping.get("patience", 3)
             reduce = recipe.scheduler_args.get("patience", 10)
@@ -203,8 +225,6 @@ def validate(recipe: Recipe) -> None:
                 warnings.warn(
                     f"early stopping patience {stop} <= plateau patience {reduce}: the LR will never drop", stacklevel=2
                 )
-    if recipe.scheduler == "plateau" and set(recipe.scheduler_args) - PLATEAU_KEYS:
-        raise UserError("scheduler_args", f"plateau takes {', '.join(sorted(PLATEAU_KEYS))}")
 
 
 def to_yaml(recipe: Recipe) -> str:

@@ -82,6 +82,28 @@ def test_yaml_1_1_numbers_and_precision_are_read_as_meant(tmp_path):
     assert (recipe.lr, recipe.precision) == (0.001, "32")
 
 
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("scheduler: cosine\nscheduler_args: {foo: 1}", "scheduler_args: not accepted by cosine: "),
+        ("scheduler: plateau\nscheduler_args: {factor: abc}", "scheduler_args: not accepted by plateau: "),
+        (
+            "early_stopping: {patience: abc}",
+            "early_stopping: patience must be a whole number of epochs >= 0, got 'abc'",
+        ),
+        ("early_stopping: {min_delta: .nan}", "early_stopping: min_delta must be a number >= 0, got nan"),
+        ("augment: {rotation: abc}", "augment: rotation must be a number, got 'abc'"),
+        ("augment: {rotation: .nan}", "augment: rotation must be a number, got nan"),
+    ],
+)
+def test_bad_values_inside_recipe_mappings_fail_before_training(yaml_text, message, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(f"model: lenet5\n{yaml_text}\n")
+    with pytest.raises(UserError) as error:
+        resolve_recipe({}, str(path))
+    assert str(error.value).startswith(message)
+
+
 def test_wrong_types_and_bad_yaml(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model: lenet5\nbatch_size: many\n")

@@ -36,6 +36,9 @@ class Augmentation:
             raise UserError(
                 "augment", f"unknown key(s) {sorted(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
             )
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise UserError("augment", f"{name} must be a number, got {value!r}")
         augmentation = cls(**{k: float(v) for k, v in values.items()})
         for name in cls.__dataclass_fields__:
             if getattr(augmentation, name) < 0:
