@@ -19,9 +19,9 @@ def version_dirs(logdir: str | Path, model: str) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name.removeprefix("version_")))
 
 
-def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: int) -> Path:
+def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: int, optimizer: str) -> Path:
     """`last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the checkpoint to resume,
-    checked to be one of `model` that has not trained past `max_epochs`."""
+    checked to be one of `model`, trained with `optimizer`, that has not trained past `max_epochs`."""
     if resume == "last":
         candidates = [run / "checkpoints" / "last.ckpt" for run in version_dirs(logdir, model)]
         candidates = [c for c in candidates if c.exists()]
@@ -34,17 +34,21 @@ def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: i
             path = path / "checkpoints" / "last.ckpt"
         if not path.is_file():
             raise UserError("--resume", f"{path} does not exist")
-    _check_resumable(path, model, max_epochs)
+    _check_resumable(path, model, max_epochs, optimizer)
     return path
 
 
-def _check_resumable(checkpoint: Path, model: str, max_epochs: int) -> None:
+def _check_resumable(checkpoint: Path, model: str, max_epochs: int, optimizer: str) -> None:
     from src.checkpoints import read_checkpoint
 
     saved = read_checkpoint(checkpoint)
-    arch = (saved.get("hyper_parameters") or {}).get("arch")
+    hyperparameters = saved.get("hyper_parameters") or {}
+    arch = hyperparameters.get("arch")
     if arch != model:
         raise UserError(checkpoint, f"is a checkpoint of {arch!r}, not of --model {model}")
+    trained_with = hyperparameters.get("optimizer")
+    if trained_with is not None and trained_with != optimizer:  # its state would not load into another optimizer
+        raise UserError(checkpoint, f"was trained with {trained_with}; the recipe now says {optimizer}")
     loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
     if isinstance(done, int) and done > max_epochs:

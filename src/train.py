@@ -94,7 +94,9 @@ def train(recipe: Recipe) -> int:
         if size % plan.processes:
             raise UserError("--batch-size", f"{size} does not divide across {plan.processes} processes")
     resume_from = (
-        resume_checkpoint(recipe.resume, recipe.logdir, recipe.model, recipe.max_epochs) if recipe.resume else None
+        resume_checkpoint(recipe.resume, recipe.logdir, recipe.model, recipe.max_epochs, recipe.optimizer)
+        if recipe.resume
+        else None
     )
     quiet_lightning()
     apply_global_settings(plan)
@@ -106,7 +108,7 @@ def train(recipe: Recipe) -> int:
     model = make_classifier(recipe, plan.memory_format)
     writes_files = not recipe.fast_dev_run
     if writes_files:
-        check_writable(Path(recipe.logdir))
+        check_writable(Path(recipe.logdir) / recipe.model)  # a file in the way of LOGDIR/MODEL, say
     logger = make_logger(recipe.logdir, recipe.model, plan.processes, resume_from)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)

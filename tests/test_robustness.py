@@ -140,7 +140,19 @@ def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     assert main(["--model", "lenet5", "--logdir", str(blocker / "logs")]) == 2
-    assert capsys.readouterr().err == f"error: --logdir {blocker / 'logs'}: cannot be written (Not a directory)\n"
+    assert (
+        capsys.readouterr().err
+        == f"error: --logdir {blocker / 'logs' / 'lenet5'}: cannot be written (Not a directory)\n"
+    )
+
+
+def test_a_file_in_the_way_of_the_model_folder_fails_before_training(tmp_path, capsys):
+    (tmp_path / "lenet5").write_text("not a folder")
+    assert (
+        main(["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "2", "--logdir", str(tmp_path)]) == 2
+    )
+    assert capsys.readouterr().err == f"error: --logdir {tmp_path / 'lenet5'}: cannot be written (File exists)\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet5"]
 
 
 def test_full_disk_on_checkpoint_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, capsys):

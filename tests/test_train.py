@@ -113,6 +113,10 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
     assert (
         capsys.readouterr().err == f"error: {last}: has trained 2 epochs, more than --max-epochs 1; give at least 2\n"
     )
+    sgd = tmp_path / "sgd.yaml"
+    sgd.write_text("model: lenet5\noptimizer: sgd\n")
+    assert main([*common, "--config", str(sgd), "--max-epochs", "3", "--resume", "last"]) == 2
+    assert capsys.readouterr().err == f"error: {last}: was trained with adam; the recipe now says sgd\n"
 
 
 @pytest.mark.parametrize(
