@@ -37,6 +37,8 @@ def predict(args) -> int:
     loaded = [load_classifier(path) for path in args.ckpt]
     models = [model for model, _ in loaded]
     if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):
+        if args.show_preprocessed:
+            raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
         predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
         # PITFALLS.md: Kaggle's train.csv and test.csv are a reshuffle of all 70,000 MNIST images.
         for _, path in loaded:

@@ -74,6 +74,10 @@ def test_own_images_get_top3_and_a_bad_file_does_not_stop_the_others(short_run, 
     [
         (["--output", "{tmp}"], "error: {tmp}: could not be written (Is a directory)"),
         (
+            ["--show-preprocessed", "{tmp}/seen.png"],
+            "error: --show-preprocessed: shows images given as files; a Kaggle CSV is already 28x28",
+        ),
+        (
             ["--batch-size", "0"],
             "error: python -m src.predict: argument --batch-size: expected a whole number of at least 1, got '0'",
         ),
