@@ -42,11 +42,10 @@ def read_checkpoint(path: Path) -> dict:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    # The others: text or a raw pickle, read as a pickle by torch's legacy loader.
+    except (pickle.UnpicklingError, KeyError, IndexError, TypeError, AttributeError) as e:
         if found := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
             raise UserError(path, f"refused: not a plain-weights checkpoint (it would import {found[1]})") from None
-        raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
-    except (KeyError, IndexError, TypeError, AttributeError):  # text read as a pickle by torch's legacy loader
         raise UserError(path, "is not a readable checkpoint (not a file torch.save wrote)") from None
     except RuntimeError as e:
         if "PytorchStreamReader failed reading zip archive" in str(e):  # its directory is at the end
@@ -64,9 +63,9 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def trained_on(checkpoint: dict) -> str:
-    """ "mnist" or "kaggle": the data the checkpoint's run trained on."""
-    return (checkpoint.get("datamodule_hyper_parameters") or {}).get("data", "mnist")
+def trained_on(model) -> str:
+    """ "mnist" or "kaggle": the data the run of a `load_classifier` model trained on."""
+    return model.data_hparams.get("data", "mnist")
 
 
 def _first_line(error: Exception) -> str:
@@ -74,7 +73,8 @@ def _first_line(error: Exception) -> str:
 
 
 def load_classifier(path: str | Path):
-    """(DigitClassifier in eval mode on the CPU, the checkpoint file used)."""
+    """(DigitClassifier in eval mode on the CPU, the checkpoint file used). `model.data_hparams` holds the
+    DataModule's hyperparameters of its run (data, data_dir, split)."""
     from src.models.classifier import DigitClassifier
     from src.models.registry import ARCHITECTURES
 
@@ -95,4 +95,5 @@ def load_classifier(path: str | Path):
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first[:160]})") from None
+    model.data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}  # its split, for evaluate
     return model.eval(), checkpoint_path

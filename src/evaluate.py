@@ -77,13 +77,12 @@ def score(probabilities, labels) -> dict:
 def evaluate(args) -> int:
     import torch
 
-    from src.checkpoints import load_classifier, read_checkpoint, trained_on
+    from src.checkpoints import load_classifier, trained_on
     from src.inference import ensemble_probabilities, predict_probabilities
     from src.runs import run_dir_of, write_json
 
     loaded = [load_classifier(path) for path in args.ckpt]
-    checkpoint = read_checkpoint(loaded[0][1])
-    split, source = checkpoint.get("datamodule_hyper_parameters") or {}, trained_on(checkpoint)
+    split, source = loaded[0][0].data_hparams, trained_on(loaded[0][0])
     data = args.data or source
     data_dir = args.data_dir or (split.get("data_dir") if data == source else None)
     if source == "kaggle" and data == "mnist":  # PITFALLS.md: Kaggle's files are a reshuffle of all of MNIST

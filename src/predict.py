@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args) -> int:
-    from src.checkpoints import load_classifier, read_checkpoint, trained_on
+    from src.checkpoints import load_classifier, trained_on
 
     loaded = [load_classifier(path) for path in args.ckpt]
     models = [model for model, _ in loaded]
@@ -41,8 +41,8 @@ def predict(args) -> int:
             raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
         predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
         # PITFALLS.md: Kaggle's train.csv and test.csv are a reshuffle of all 70,000 MNIST images.
-        for _, path in loaded:
-            if trained_on(read_checkpoint(path)) == "mnist":
+        for model, path in loaded:
+            if trained_on(model) == "mnist":
                 print(
                     f"note: {path} was trained on the MNIST files, which hold most of the digits of Kaggle's "
                     "test.csv: a Kaggle score of this submission measures memory (train with --data kaggle)",
