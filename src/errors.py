@@ -5,9 +5,16 @@ class UserError(Exception):
     """A mistake the user can fix: names the thing (file, flag, key) and what is wrong with it."""
 
     def __init__(self, thing: object, problem: str):
-        self.thing = str(thing)
+        self.thing = printable(thing)
         self.problem = problem
         super().__init__(f"{self.thing}: {problem}")
+
+
+def printable(thing: object) -> str:
+    """str(thing), with the bytes of a file name that are not UTF-8 shown as \\xNN escapes.
+
+    Python decodes such bytes to lone surrogates, which any UTF-8 writer (a CSV, a strict stdout) refuses."""
+    return str(thing).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_user_file(path) -> bytes:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from src.cli import Parser, positive_int, run_command
-from src.errors import UserError
+from src.errors import UserError, printable
 
 
 def build_parser() -> Parser:
@@ -67,7 +67,7 @@ def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int) -> i
     labels = probabilities(models, images, batch_size).argmax(dim=1).tolist()
     lines = ["ImageId,Label", *(f"{image_id},{label}" for image_id, label in enumerate(labels, start=1))]
     atomic_write_text(output, "\n".join(lines) + "\n")
-    print(f"{len(labels):,} predictions written to {output}")
+    print(f"{len(labels):,} predictions written to {printable(output)}")
     return 0
 
 
@@ -88,16 +88,18 @@ def predict_images(models, inputs: list[str], output: str | None, show: str | No
     top = probabilities(models, images, batch_size).topk(3, dim=1)
     rows = []
     for (path, _), values, digits in zip(good, top.values.tolist(), top.indices.tolist(), strict=True):
-        print(f"{path}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))
-        rows.append([str(path), *(x for pair in zip(digits, values, strict=True) for x in (pair[0], f"{pair[1]:.6f}"))])
+        print(f"{printable(path)}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))
+        rows.append(
+            [printable(path), *(x for pair in zip(digits, values, strict=True) for x in (pair[0], f"{pair[1]:.6f}"))]
+        )
     if output:
         write_predictions(Path(output), rows)
     if show:
         from src.figures import image_grid_figure, save_figure
 
-        captions = [f"{Path(path).name[:18]}: {row[1]}" for (path, _), row in zip(good, rows, strict=True)]
+        captions = [f"{printable(Path(path).name)[:18]}: {row[1]}" for (path, _), row in zip(good, rows, strict=True)]
         save_figure(image_grid_figure(images, captions, "What the model saw (28x28, MNIST-style)"), show)
-        print(f"preprocessed images: {show}")
+        print(f"preprocessed images: {printable(show)}")
     return 0 if len(good) == len(results) else 2
 
 
@@ -109,7 +111,7 @@ def write_predictions(path: Path, rows: list[list]) -> None:
     writer.writerow(["file", "top1", "p1", "top2", "p2", "top3", "p3"])
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-    print(f"predictions written to {path}")
+    print(f"predictions written to {printable(path)}")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,20 @@ def test_own_images_get_top3_and_a_bad_file_does_not_stop_the_others(short_run, 
     assert f"{paths[0]}: {labels[0]} (" in captured.out
 
 
+def test_file_names_that_are_not_utf8_are_escaped_not_a_crash(short_run, digit_files, tmp_path, capsys):
+    paths, broken, labels = digit_files
+    latin1 = tmp_path / b"caf\xe9.png".decode("utf-8", "surrogateescape")  # as Python decodes a Latin-1 name
+    paths[0].rename(latin1)
+    broken.rename(tmp_path / b"\xff.png".decode("utf-8", "surrogateescape"))
+    output = tmp_path / "preds.csv"
+    assert main(["--ckpt", str(short_run), "--input", str(tmp_path), "--output", str(output)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {tmp_path}/\\xff.png: ")
+    assert f"{tmp_path}/caf\\xe9.png: {labels[0]} (" in captured.out
+    rows = list(csv.DictReader(output.open(encoding="utf-8")))
+    assert rows[0]["file"] == f"{tmp_path}/caf\\xe9.png" and int(rows[0]["top1"]) == labels[0]
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
