@@ -16,6 +16,7 @@ from src.errors import UserError, read_user_file
 
 MAX_PIXELS = 40_000_000  # a few bytes of PNG can claim billions of pixels (a decompression bomb)
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# white in the modes convert("L") would clip rather than scale; "I" (32-bit) mostly holds 16-bit data
 WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
 SIZE, DIGIT_SIZE, CENTRE = 28, 20, 14.0  # MNIST's mean centre of mass is (14.0, 14.0) in 0-based pixel centres
 NOISE_SIGMAS = 8  # paper noise stays below this many robust standard deviations, even over millions of pixels
@@ -64,12 +65,22 @@ def decode_image(raw: bytes, path: str | Path) -> np.ndarray:
 
 
 def _to_grey(image: Image.Image) -> np.ndarray:
-    if image.mode in WIDE_MODES:  # 16-bit, 32-bit and float greyscale: convert("L") would clip, not scale
-        return np.clip(np.nan_to_num(np.asarray(image, dtype=np.float32) / WIDE_MODES[image.mode]), 0, 1)
+    if image.mode in WIDE_MODES:
+        return _wide_to_grey(np.asarray(image, dtype=np.float64), WIDE_MODES[image.mode])
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return np.asarray(image.convert("RGB").convert("L"), dtype=np.float32) / 255
+
+
+def _wide_to_grey(x: np.ndarray, white: float) -> np.ndarray:
+    """16-bit, 32-bit and float greyscale -> [0, 1]: by the mode's white level when the pixels lie within it; else
+    (an int32 image, a float image in 0-255) no white level is known, so the image's own range is [0, 1]."""
+    x = np.nan_to_num(x, nan=0.0, posinf=white, neginf=0.0)
+    low, high = float(x.min()), float(x.max())
+    if low >= 0 and high <= white:
+        return (x / white).astype(np.float32)
+    return ((x - low) / (high - low or 1)).astype(np.float32)
 
 
 def preprocess_digit(grey: np.ndarray) -> torch.Tensor:

@@ -118,10 +118,18 @@ def palette_ring_with_transparency() -> Image.Image:
     return image
 
 
+def ring_as(dtype) -> np.ndarray:
+    return np.asarray(paper_with_a_ring()).astype(dtype)
+
+
 FORMATS = {
     "RGBA, transparent paper": ("png", lambda: transparent_ring("RGBA"), {}),
     "LA, transparent paper": ("png", lambda: transparent_ring("LA"), {}),
     "16-bit greyscale": ("png", lambda: Image.fromarray(np.asarray(paper_with_a_ring()).astype(np.uint16) * 257), {}),
+    "16-bit values in a 32-bit TIFF": ("tif", lambda: Image.fromarray(ring_as(np.int32) * 257), {}),
+    "32-bit integer TIFF": ("tif", lambda: Image.fromarray(ring_as(np.int32) * 2**23), {}),
+    "float TIFF in 0-1": ("tif", lambda: Image.fromarray(ring_as(np.float32) / 255), {}),
+    "float TIFF in 0-255": ("tif", lambda: Image.fromarray(ring_as(np.float32)), {}),
     "CMYK JPEG": ("jpg", lambda: paper_with_a_ring().convert("CMYK"), {"quality": 95}),
     "palette": ("png", lambda: paper_with_a_ring().convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE), {}),
     "palette, transparent paper": ("gif", palette_ring_with_transparency, {"transparency": 0}),
