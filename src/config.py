@@ -96,24 +96,26 @@ def load_recipe_file(path: str | Path) -> dict:
 def resolve_recipe(flags: dict, config_file: str | None = None) -> Recipe:
     """Merge defaults, the model's recipe file and explicit flags (None = not given), then validate."""
     explicit = {k: v for k, v in flags.items() if v is not None}
-    if config_file:
-        from_file = load_recipe_file(config_file)
+    model = explicit.get("model", Recipe.model)
+    path = Path(config_file) if config_file else recipe_path(model)
+    if config_file or path.exists():
+        from_file = load_recipe_file(path)
     else:
-        model = explicit.get("model", Recipe.model)
-        path = recipe_path(model)
-        if not path.exists():
-            from src.models.registry import ARCHITECTURES
+        from src.models.registry import ARCHITECTURES
 
-            if model not in ARCHITECTURES:
-                raise UserError("--model", f"unknown model {model!r}; choose from {', '.join(ARCHITECTURES)}")
-            from_file = {}
-        else:
-            from_file = load_recipe_file(path)
+        if model not in ARCHITECTURES:
+            raise UserError("--model", f"unknown model {model!r}; choose from {', '.join(ARCHITECTURES)}")
+        from_file = {}
     values = {**from_file, **explicit}
-    for key, value in values.items():
-        values[key] = _check_type(key, value)
-    recipe = Recipe(**values)
-    validate(recipe)
+    try:
+        for key, value in values.items():
+            values[key] = _check_type(key, value)
+        recipe = Recipe(**values)
+        validate(recipe)
+    except UserError as e:
+        if e.thing in from_file and e.thing not in explicit:  # a value from the file: say which file
+            raise UserError(f"{path}: {e.thing}", e.problem) from None
+        raise
     return recipe
 
 

@@ -101,19 +101,21 @@ def test_bad_values_inside_recipe_mappings_fail_before_training(yaml_text, messa
     path.write_text(f"model: lenet5\n{yaml_text}\n")
     with pytest.raises(UserError) as error:
         resolve_recipe({}, str(path))
-    assert str(error.value).startswith(message)
+    assert str(error.value).startswith(f"{path}: {message}")
 
 
 def test_wrong_types_and_bad_yaml(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model: lenet5\nbatch_size: many\n")
-    with pytest.raises(UserError, match="batch_size: expected int, got 'many'"):
+    with pytest.raises(UserError, match="r.yaml: batch_size: expected int, got 'many'$"):
         resolve_recipe({}, str(path))
+    with pytest.raises(UserError, match="^batch_size: must be at least 1, got 0$"):  # the flag, not the file
+        resolve_recipe({"batch_size": 0}, str(path))
     path.write_text("model: [lenet5\n")
     with pytest.raises(UserError, match="is not valid YAML at line"):
         resolve_recipe({}, str(path))
     path.write_text("model: lenet5\nmonitor: val/accuracy\n")
-    with pytest.raises(UserError, match="monitor: unknown value 'val/accuracy'; choose from train/loss"):
+    with pytest.raises(UserError, match="r.yaml: monitor: unknown value 'val/accuracy'; choose from train/loss"):
         resolve_recipe({}, str(path))
     path.write_bytes(b"model: lenet5\n\xff\xfe\n")
     with pytest.raises(UserError, match=r"r.yaml: is not a text file \(a recipe is UTF-8 YAML\)$"):
