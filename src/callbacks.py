@@ -55,6 +55,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             ) from None
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that keeps its record when the run directory was moved or copied before --resume.
+
+    Lightning's forgets the best checkpoint when the folder changes: the next better epoch left a second
+    best-*.ckpt beside the first, and a run with no better epoch looked for its best in the old folder."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_dir = state_dict.get("dirpath")
+        if saved_dir and self.dirpath and saved_dir != self.dirpath:
+            state_dict = _moved_to(state_dict, Path(saved_dir), Path(self.dirpath))
+        super().load_state_dict(state_dict)
+
+
+def _moved_to(state: dict, old: Path, new: Path) -> dict:
+    """`state` with its checkpoint paths in `old` moved to `new` if those files are there; else without a best."""
+
+    def moved(path: str | None) -> str | None:
+        return str(new / Path(path).name) if path and Path(path).parent == old else path
+
+    best_k_models = {moved(path): score for path, score in state.get("best_k_models", {}).items()}
+    best = moved(state["best_model_path"])
+    if not all(Path(path).is_file() for path in [*best_k_models, best] if path):
+        return {**state, "best_model_path": ""}  # Lightning starts a new record: the next epoch is the best
+    path_keys = ("kth_best_model_path", "last_model_path")
+    moved_paths = {key: moved(state[key]) for key in path_keys if key in state}
+    return {**state, **moved_paths, "dirpath": str(new), "best_k_models": best_k_models, "best_model_path": best}
+
+
 class SaveOnInterrupt(pl.Callback):
     """Ctrl-C or SIGTERM: save last.ckpt (mid-epoch) so `--resume` continues. Other exceptions save
     nothing: weights after a failure (a NaN loss, say) must not replace a good checkpoint.
@@ -183,7 +211,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         ]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
         callbacks.append(
-            ModelCheckpoint(
+            RunCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 filename="best-epoch{epoch:03d}",
                 monitor=recipe.monitor,
@@ -195,9 +223,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         # Since Lightning 2.6, `save_last=True` writes last.ckpt only in epochs that save a best checkpoint
         # too: after the best epoch it went stale, and --resume repeated every epoch since. This unmonitored
         # one rewrites it every epoch; being after the best one, its file holds that one's updated state.
-        callbacks.append(
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False)
-        )
+        callbacks.append(RunCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
     if recipe.ema_decay is not None:
         # Lightning swaps the average in for validation, checkpoints and the end of training.
         callbacks.append(WeightAveraging(multi_avg_fn=warmed_up_ema(recipe.ema_decay)))

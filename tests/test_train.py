@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -334,3 +335,29 @@ def test_the_run_tests_its_best_checkpoint_not_its_last(tmp_path, monkeypatch, c
     best, last = (json.loads((tmp_path / n / "metrics.json").read_text())["members"][0] for n in ("best", "last"))
     assert best["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
     assert last["accuracy"] < 0.2  # the zeroed weights: what a run testing its last checkpoint would report
+
+
+def test_a_moved_or_copied_run_directory_resumes_with_one_best_checkpoint(tmp_path, monkeypatch, recwarn):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: lenet5\nmonitor: val/loss\nprecision: '32'\n")
+    argv = ["--config", str(recipe), "--limit-train-batches", "20", "--limit-val-batches", "5"]
+    assert main([*argv, "--logdir", str(tmp_path / "a"), "--max-epochs", "1"]) == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "copied")
+    (tmp_path / "a").rename(tmp_path / "moved")
+
+    def resume(logdir: str) -> tuple[list[str], dict]:
+        run = tmp_path / logdir / "lenet5" / "version_0"
+        assert main([*argv, "--logdir", str(tmp_path / logdir), "--max-epochs", "2", "--resume", str(run)]) == 0
+        results = json.loads((run / "results.json").read_text())
+        assert Path(results["best_checkpoint"]).parent == run / "checkpoints"
+        return sorted(p.name for p in (run / "checkpoints").iterdir()), results
+
+    assert resume("moved")[0] == ["best-epoch001.ckpt", "last.ckpt"]  # the better epoch replaced the old best
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(
+        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), ZeroWeightsBeforeLastValidation()]
+    )
+    checkpoints, results = resume("copied")
+    assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"] and results["best_epoch"] == 1
+    assert results["test_acc"] > 0.5  # the best checkpoint was tested, not the zeroed last weights
+    assert not [w for w in recwarn if "dirpath has changed" in str(w.message)]
