@@ -13,13 +13,14 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A lenet5 run trained for 30 batches: enough for real, non-trivial weights."""
+    """A deep_bn_cnn run trained for 30 batches: real weights, with batch norm and dropout, so that an export
+    left in training mode would give other logits (and different ones at batch 1 and batch 64)."""
     from src.train import main as train
 
     logdir = tmp_path_factory.mktemp("export_run")
-    argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "30", "--limit-val-batches", "2"]
+    argv = ["--model", "deep_bn_cnn", "--max-epochs", "1", "--limit-train-batches", "30", "--limit-val-batches", "2"]
     assert train([*argv, "--logdir", str(logdir)]) == 0
-    return logdir / "lenet5" / "version_0"
+    return logdir / "deep_bn_cnn" / "version_0"
 
 
 @pytest.fixture(scope="module")
