@@ -361,3 +361,29 @@ def test_a_moved_or_copied_run_directory_resumes_with_one_best_checkpoint(tmp_pa
     assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"] and results["best_epoch"] == 1
     assert results["test_acc"] > 0.5  # the best checkpoint was tested, not the zeroed last weights
     assert not [w for w in recwarn if "dirpath has changed" in str(w.message)]
+
+
+class RecordDeterminism(pl.Callback):
+    enabled: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        RecordDeterminism.enabled.append(torch.are_deterministic_algorithms_enabled())
+
+
+def test_the_same_seed_trains_the_same_weights_and_deterministic_is_in_force(tmp_path, monkeypatch):
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), RecordDeterminism()])
+    monkeypatch.setattr(RecordDeterminism, "enabled", [])
+
+    def weights(name: str, *flags: str) -> dict[str, torch.Tensor]:
+        argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "10", "--limit-val-batches", "2"]
+        assert main([*argv, "--logdir", str(tmp_path / name), *flags]) == 0
+        last = tmp_path / name / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+        return torch.load(last, weights_only=True)["state_dict"]
+
+    first, again = (weights(name, "--seed", "7", "--deterministic") for name in ("first", "again"))
+    assert RecordDeterminism.enabled == [True] * 20
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    other = weights("other", "--seed", "8")
+    assert RecordDeterminism.enabled[20:] == [False] * 10
+    assert not all(torch.equal(first[k], other[k]) for k in first)
