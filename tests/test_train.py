@@ -11,6 +11,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import src.callbacks
+import src.data.mnist
 from src.evaluate import main as evaluate
 from src.hardware import HardwareRequest, plan_hardware, probe_machine
 from src.models.classifier import DigitClassifier
@@ -98,6 +99,18 @@ def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, monkeypatch
         "on the validation split of train.csv (200 images; Kaggle's test.csv has no labels)" in capsys.readouterr().out
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kaggle_run_and_its_evaluation_never_read_the_mnist_files(tmp_path, monkeypatch, capsys):
+    def no_mnist(*args):
+        raise AssertionError(f"read the MNIST files: {args}")
+
+    monkeypatch.setattr(src.data.mnist, "find_file", no_mnist)  # every MNIST read and fetch goes through it
+    argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--max-epochs", "1"]
+    assert main([*argv, "--limit-train-batches", "5", "--logdir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert evaluate(["--ckpt", str(tmp_path / "lenet5" / "version_0")]) == 0
+    assert "on the validation split of train.csv (200 images" in capsys.readouterr().out
 
 
 def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys):
