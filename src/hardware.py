@@ -226,6 +226,11 @@ def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: 
     return asked
 
 
+def plan_memory_format(accelerator: str, probe: Probe) -> str:
+    """What --memory-format auto picks for `accelerator` on this machine."""
+    return _plan_memory_format(None, accelerator, probe, {})
+
+
 def _plan_memory_format(asked: str | None, accelerator: str, probe: Probe, reasons: dict[str, str]) -> str:
     asked = asked or "auto"
     if asked not in MEMORY_FORMATS:

@@ -1,5 +1,7 @@
 """Class probabilities from one or several trained models (an ensemble averages softmax outputs)."""
 
+import functools
+
 import torch
 
 from src.data.transforms import normalise
@@ -23,6 +25,14 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@functools.cache
+def memory_format_on(device_type: str) -> str:
+    """The weight layout training uses on this kind of device (the hardware plan's "auto")."""
+    from src.hardware import plan_memory_format, probe_machine
+
+    return plan_memory_format(device_type, probe_machine())
+
+
 @torch.inference_mode()
 def predict_probabilities(
     model, images: torch.Tensor, batch_size: int = 1000, device=None, tta: bool = False
@@ -31,8 +41,10 @@ def predict_probabilities(
 
     With `tta`, each image's probabilities are the mean over the image and its TTA_SHIFTS.
     """
-    device = device or pick_device()
-    model = model.to(device).eval()
+    from src.build import lay_out
+
+    device = torch.device(device or pick_device())
+    model = lay_out(model.to(device), memory_format_on(device.type)).eval()  # NHWC: 1.4x for deep_bn_cnn on CPU
     shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     chunks = []
     for start in range(0, len(images), batch_size):

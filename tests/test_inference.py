@@ -1,6 +1,8 @@
 import torch
 
-from src.inference import TTA_SHIFTS, ensemble_probabilities, predict_probabilities, shifted
+from src.data.transforms import normalise
+from src.hardware import HardwareRequest, plan_hardware, probe_machine
+from src.inference import TTA_SHIFTS, ensemble_probabilities, memory_format_on, predict_probabilities, shifted
 from src.models.registry import build_model
 
 
@@ -27,3 +29,17 @@ def test_tta_is_the_mean_over_the_image_and_its_shifts():
 def test_an_ensemble_is_the_mean_of_its_members():
     a, b = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]])
     assert torch.equal(ensemble_probabilities([a, b]), torch.tensor([[0.75, 0.25]]))
+
+
+def test_inference_lays_the_weights_out_as_training_does_and_gives_the_same_probabilities():
+    torch.manual_seed(0)
+    model = build_model("deep_bn_cnn").eval()
+    images = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    with torch.inference_mode():
+        nchw = model(normalise(images)).softmax(dim=1)
+    probabilities = predict_probabilities(model, images, batch_size=16, device="cpu")
+    torch.testing.assert_close(probabilities, nchw, atol=1e-5, rtol=1e-4)
+    second_conv = [p for p in model.parameters() if p.dim() == 4][1]  # the first has one input channel
+    layout = torch.channels_last if memory_format_on("cpu") == "channels_last" else torch.contiguous_format
+    assert second_conv.is_contiguous(memory_format=layout)
+    assert memory_format_on("cpu") == plan_hardware(HardwareRequest(accelerator="cpu"), probe_machine()).memory_format
