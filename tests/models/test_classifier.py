@@ -1,6 +1,9 @@
 import pytest
 import torch
+from torchmetrics import Metric
 
+from src.build import make_classifier
+from src.config import CONFIG_DIR, resolve_recipe
 from src.errors import UserError
 from src.models.epoch_metrics import LossAndAccuracy
 from src.models.optim import build_optimizer, build_scheduler
@@ -45,3 +48,14 @@ def test_epoch_accuracy_is_correct_over_n_not_a_mean_of_batches():
     loss, accuracy = metric.compute()
     assert accuracy.item() == pytest.approx(0.75)  # a mean of batch accuracies would say 0.5
     assert loss.item() == pytest.approx((0.5 * 3 + 1.5) / 4)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in CONFIG_DIR.glob("*.yaml")))
+def test_no_tensor_of_the_module_is_float64_which_apple_mps_cannot_hold(recipe):
+    classifier = make_classifier(resolve_recipe({}, str(CONFIG_DIR / recipe)))
+    tensors = dict(classifier.state_dict(keep_vars=True))
+    for name, module in classifier.named_modules():
+        if isinstance(module, Metric):
+            tensors.update({f"{name}.{state}": getattr(module, state) for state in module._defaults})
+    assert any(".loss_sum" in name for name in tensors)  # the metric states are among them
+    assert not [name for name, tensor in tensors.items() if tensor.dtype == torch.float64]
