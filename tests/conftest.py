@@ -43,3 +43,14 @@ def kaggle_run(tmp_path_factory) -> Path:
     argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--max-epochs", "1"]
     assert train([*argv, "--logdir", str(logdir)]) == 0
     return logdir / "lenet5" / "version_0"
+
+
+def logged(run, tag: str) -> list[tuple[int, float]]:
+    """(step, value) of every `tag` scalar in a run directory's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # Sorted by step: TensorBoard reads a run's event files in name order, and the names of files that one
+    # process writes within the same second differ only by a counter, where ".10" sorts before ".2".
+    events = EventAccumulator(str(run), purge_orphaned_data=False)
+    events.Reload()
+    return sorted((e.step, e.value) for e in events.Scalars(tag))

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import src.callbacks
 from src.train import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, logged
 
 
 @pytest.mark.slow
@@ -60,14 +60,6 @@ class CtrlCInSecondEpochsEighthStep(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_progress.current.ready == 8:
             raise KeyboardInterrupt
-
-
-def logged(run, tag: str) -> list[tuple[int, float]]:
-    # Sorted by step: TensorBoard reads a run's event files in name order, and the names of files that one
-    # process writes within the same second differ only by a counter, where ".10" sorts before ".2".
-    events = EventAccumulator(str(run), purge_orphaned_data=False)
-    events.Reload()
-    return sorted((e.step, e.value) for e in events.Scalars(tag))
 
 
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ from src.evaluate import main as evaluate
 from src.hardware import HardwareRequest, plan_hardware, probe_machine
 from src.models.classifier import DigitClassifier
 from src.train import main
-from tests.conftest import KAGGLE_DIR, ROOT
+from tests.conftest import KAGGLE_DIR, ROOT, logged
 
 
 @pytest.fixture(scope="module")
@@ -400,3 +400,10 @@ def test_the_same_seed_trains_the_same_weights_and_deterministic_is_in_force(tmp
     other = weights("other", "--seed", "8")
     assert RecordDeterminism.enabled[20:] == [False] * 10
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_a_plateau_on_a_validation_metric_lowers_the_lr(tmp_path):
+    # min_delta 100: no epoch improves on the first, so with patience 1 the LR drops after epoch 2
+    recipe = "model: lenet5\nmonitor: val/loss\nscheduler: plateau\nscheduler_args: {patience: 1, min_delta: 100}\n"
+    run = run_recipe(tmp_path, recipe, "--max-epochs", "3", "--limit-train-batches", "10")
+    assert [round(lr, 9) for _, lr in logged(run, "lr-Adam")] == [1e-3, 1e-3, 1e-4]
