@@ -340,7 +340,9 @@ def test_the_run_tests_its_best_checkpoint_not_its_last(tmp_path, monkeypatch, c
     results = json.loads((tmp_path / "logs" / "lenet5" / "version_0" / "results.json").read_text())
     assert results["epochs_run"] == 3 and results["best_epoch"] in (1, 2) and results["monitor"] == "val/acc"
     assert results["best_checkpoint"].endswith(f"best-epoch{results['best_epoch'] - 1:03d}.ckpt")
-    assert results["test_acc"] > 0.5
+    val_acc = [value for _, value in logged(tmp_path / "logs" / "lenet5" / "version_0", "val/acc")]
+    assert len(val_acc) == 3 and results["best_monitor_value"] == pytest.approx(val_acc[results["best_epoch"] - 1])
+    assert results["best_monitor_value"] == max(val_acc[:2]) and results["test_acc"] > 0.5
 
     capsys.readouterr()
     for checkpoint, name in ((results["best_checkpoint"], "best"), (results["last_checkpoint"], "last")):
@@ -407,3 +409,15 @@ def test_a_plateau_on_a_validation_metric_lowers_the_lr(tmp_path):
     recipe = "model: lenet5\nmonitor: val/loss\nscheduler: plateau\nscheduler_args: {patience: 1, min_delta: 100}\n"
     run = run_recipe(tmp_path, recipe, "--max-epochs", "3", "--limit-train-batches", "10")
     assert [round(lr, 9) for _, lr in logged(run, "lr-Adam")] == [1e-3, 1e-3, 1e-4]
+
+
+def test_early_stopping_counts_its_patience_across_a_resume(tmp_path):
+    # min_delta 100: no epoch improves on the first, so with patience 1 the run stops after epoch 2
+    recipe = "model: lenet5\nmonitor: val/loss\nearly_stopping: {patience: 1, min_delta: 100}\nprecision: '32'\n"
+    flags = ("--limit-train-batches", "5")
+    unbroken = run_recipe(tmp_path / "unbroken", recipe, "--max-epochs", "3", *flags)
+    run_recipe(tmp_path / "resumed", recipe, "--max-epochs", "1", *flags)
+    resumed = run_recipe(tmp_path / "resumed", recipe, "--max-epochs", "3", "--resume", "last", *flags)
+    for run in (unbroken, resumed):
+        results = json.loads((run / "results.json").read_text())
+        assert (results["epochs_run"], results["stopped_early"]) == (2, True)
