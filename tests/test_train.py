@@ -416,3 +416,15 @@ def test_early_stopping_counts_its_patience_across_a_resume(tmp_path):
     for run in (unbroken, resumed):
         results = json.loads((run / "results.json").read_text())
         assert (results["epochs_run"], results["stopped_early"]) == (2, True)
+
+
+def test_the_logged_validation_accuracy_is_the_accuracy_of_the_validated_weights(tmp_path, capsys):
+    # Kaggle's 200-image validation split is one batch, the same one the sanity check validates first
+    argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--precision", "32"]
+    assert main([*argv, "--max-epochs", "1", "--logdir", str(tmp_path)]) == 0
+    run = tmp_path / "lenet5" / "version_0"
+    assert evaluate(["--ckpt", str(run / "checkpoints" / "last.ckpt"), "--output-dir", str(tmp_path / "eval")]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert evaluated["evaluated_on"].startswith("validation split of train.csv (200 images")
+    [(_, val_acc)] = logged(run, "val/acc")  # one point: epoch 1's, without the sanity check's
+    assert val_acc == pytest.approx(evaluated["members"][0]["accuracy"], abs=1e-6)
