@@ -36,6 +36,13 @@ def test_one_gpu_without_bf16_uses_fp16_and_older_gpus_full_precision():
     assert plan(K80).precision == "32-true"
 
 
+@pytest.mark.parametrize(
+    "capability, precision", [((6, 1), "32-true"), ((7, 0), "16-mixed"), ((7, 5), "16-mixed"), ((8, 0), "bf16-mixed")]
+)
+def test_precision_changes_exactly_at_capability_7_0_and_8_0(capability, precision):
+    assert plan(replace(H100, cuda_capability=capability)).precision == precision
+
+
 def test_four_gpus_use_one_by_default_and_ddp_only_when_asked():
     assert plan(FOUR_A100).devices == 1
     p = plan(FOUR_A100, devices="auto")
