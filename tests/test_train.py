@@ -73,6 +73,19 @@ def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
     assert model.hparams.arch == "lenet5" and model.parameter_count == 61706
 
 
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_every_recipes_checkpoints_load_with_weights_only(recipe, tmp_path):
+    # Each recipe adds its own hyperparameters and callback state (EMA, plateau, batch schedule, one-cycle)
+    argv = ["--config", str(ROOT / "configs" / recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR)]
+    argv += ["--max-epochs", "1", "--limit-train-batches", "1", "--limit-val-batches", "1"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    [run] = (tmp_path / yaml.safe_load((ROOT / "configs" / recipe).read_text())["model"]).iterdir()
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"]
+    for name in checkpoints:
+        torch.load(run / "checkpoints" / name, weights_only=True)
+
+
 # Full precision tests in the training Trainer; mixed precision and EMA in a second one (train.test_best).
 @pytest.mark.parametrize(
     "flags",
