@@ -73,13 +73,28 @@ def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
     assert model.hparams.arch == "lenet5" and model.parameter_count == 61706
 
 
+class RecordOptimizer(pl.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.optimizer = trainer.optimizers[0]
+
+
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
-def test_every_recipes_checkpoints_load_with_weights_only(recipe, tmp_path):
+def test_every_recipe_trains_with_its_optimizer_and_its_checkpoints_load_with_weights_only(
+    recipe, tmp_path, monkeypatch
+):
+    recorder = RecordOptimizer()
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), recorder])
     # Each recipe adds its own hyperparameters and callback state (EMA, plateau, batch schedule, one-cycle)
     argv = ["--config", str(ROOT / "configs" / recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR)]
     argv += ["--max-epochs", "1", "--limit-train-batches", "1", "--limit-val-batches", "1"]
     assert main([*argv, "--logdir", str(tmp_path)]) == 0
-    [run] = (tmp_path / yaml.safe_load((ROOT / "configs" / recipe).read_text())["model"]).iterdir()
+    values = yaml.safe_load((ROOT / "configs" / recipe).read_text())
+    # the notebooks' Keras values (PITFALLS.md: Keras' eps, rho and alpha are not torch's defaults)
+    assert type(recorder.optimizer).__name__.lower() == values["optimizer"]
+    expected = {"lr": float(values["lr"]), **values.get("optimizer_args", {})}
+    assert {key: recorder.optimizer.defaults[key] for key in expected} == expected
+    [run] = (tmp_path / values["model"]).iterdir()
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"]
     for name in checkpoints:
