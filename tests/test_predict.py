@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from src.checkpoints import load_classifier
+from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import load_mnist
+from src.inference import predict_probabilities
 from src.predict import main
 from tests.conftest import KAGGLE_DIR
 
@@ -18,6 +21,10 @@ def test_kaggle_submission_has_the_exact_format(kaggle_run, tmp_path, capsys):
     ids, labels = zip(*(line.split(",") for line in lines[1:]), strict=True)
     assert [int(i) for i in ids] == list(range(1, 1001))
     assert set(labels) <= set("0123456789") and len(set(labels)) > 5
+    # ImageId n is the prediction for row n of test.csv
+    images, _ = read_kaggle_csv(KAGGLE_DIR / "test.csv")
+    predicted = predict_probabilities(load_classifier(kaggle_run)[0], images).argmax(dim=1)
+    assert [int(label) for label in labels] == predicted.tolist()
     assert not list(tmp_path.glob(".*tmp"))
 
 
