@@ -434,6 +434,7 @@ def test_a_plateau_on_a_validation_metric_lowers_the_lr(tmp_path):
     recipe = "model: lenet5\nmonitor: val/loss\nscheduler: plateau\nscheduler_args: {patience: 1, min_delta: 100}\n"
     run = run_recipe(tmp_path, recipe, "--max-epochs", "3", "--limit-train-batches", "10")
     assert [round(lr, 9) for _, lr in logged(run, "lr-Adam")] == [1e-3, 1e-3, 1e-4]
+    assert [len(logged(run, f"{stage}/loss")) for stage in ("train", "val")] == [3, 3]  # once an epoch, not a step
 
 
 def test_early_stopping_counts_its_patience_across_a_resume(tmp_path):
