@@ -65,7 +65,9 @@ FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
 
 
 def recipe_path(model: str) -> Path:
-    return CONFIG_DIR / f"{model}.yaml"
+    """configs/MODEL.yaml, relative to the working directory when it is below it (as errors show it)."""
+    path = CONFIG_DIR / f"{model}.yaml"
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
 def load_recipe_file(path: str | Path) -> dict:

@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from src.config import CONFIG_DIR, Recipe, resolve_recipe
+from src.config import CONFIG_DIR, Recipe, recipe_path, resolve_recipe
 from src.errors import UserError
 
 
@@ -151,3 +153,10 @@ def test_seed_recipes_carry_the_notebooks_values():
             0.3,
             "tail",
         )
+
+
+def test_a_models_recipe_is_named_as_the_user_sees_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(CONFIG_DIR.parent)
+    assert recipe_path("lenet5") == Path("configs/lenet5.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert recipe_path("lenet5") == CONFIG_DIR / "lenet5.yaml" and recipe_path("lenet5").is_file()
