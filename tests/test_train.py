@@ -418,8 +418,9 @@ def test_the_same_seed_trains_the_same_weights_and_deterministic_is_in_force(tmp
     def weights(name: str, *flags: str) -> dict[str, torch.Tensor]:
         argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "10", "--limit-val-batches", "2"]
         assert main([*argv, "--logdir", str(tmp_path / name), *flags]) == 0
-        last = tmp_path / name / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
-        return torch.load(last, weights_only=True)["state_dict"]
+        run = tmp_path / name / "lenet5" / "version_0"
+        assert json.loads((run / "results.json").read_text())["seed"] == int(flags[1])
+        return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
     first, again = (weights(name, "--seed", "7", "--deterministic") for name in ("first", "again"))
     assert RecordDeterminism.enabled == [True] * 20
