@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 
 from src.errors import UserError
-from src.hardware import HardwareRequest, Probe, describe, plan_hardware
+from src.hardware import HardwareRequest, Probe, apply_global_settings, describe, plan_hardware
 
 CPU = Probe(cpu_cores=8)
 H100 = Probe(cuda_devices=1, cuda_name="H100", cuda_capability=(9, 0), cpu_cores=16)
@@ -112,3 +112,20 @@ def test_impossible_requests_are_one_line_errors(probe, asked, message):
 def test_several_nodes_without_a_launcher_is_an_error_not_a_hang():
     with pytest.raises(UserError, match=r"^--num-nodes: 2 nodes need a launcher on each machine: torchrun, srun"):
         plan(FOUR_A100, devices=4, num_nodes=2)
+
+
+def test_global_settings_turn_tf32_on_for_gpus_that_have_it_and_set_the_threads():
+    import torch
+
+    matmul, conv, threads = (
+        torch.backends.cuda.matmul.fp32_precision,
+        torch.backends.cudnn.conv.fp32_precision,
+        torch.get_num_threads(),
+    )
+    try:
+        apply_global_settings(plan(H100))
+        assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("tf32",) * 2
+        assert torch.get_num_threads() == plan(H100).threads
+    finally:
+        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
+        torch.set_num_threads(threads)
