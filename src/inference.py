@@ -44,7 +44,7 @@ def predict_probabilities(
     from src.build import lay_out
 
     device = torch.device(device or pick_device())
-    model = lay_out(model.to(device), memory_format_on(device.type)).eval()  # NHWC: 1.4x for deep_bn_cnn on CPU
+    model = lay_out(model.to(device), memory_format_on(device.type)).eval()  # NHWC on CPU: 1.3-2.4x NCHW
     shifts = TTA_SHIFTS if tta else TTA_SHIFTS[:1]
     chunks = []
     for start in range(0, len(images), batch_size):
