@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.atomic import WriteError, atomic_save
-from src.config import Recipe
+from src.config import Recipe, early_stopping_args
 from src.errors import UserError
 from src.metrics import MONITOR_MODES
 
@@ -232,9 +232,8 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
             EarlyStopping(
                 monitor=recipe.monitor,
                 mode=mode,
-                patience=recipe.early_stopping.get("patience", 3),
-                min_delta=recipe.early_stopping.get("min_delta", 0.0),
                 check_finite=True,
+                **early_stopping_args(recipe),
             )
         )
     return callbacks

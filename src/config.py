@@ -62,6 +62,12 @@ class Recipe:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Recipe)}
+EARLY_STOPPING_DEFAULTS = {"patience": 3, "min_delta": 0.0}
+
+
+def early_stopping_args(recipe: Recipe) -> dict:
+    """The recipe's `early_stopping` with the defaults filled in: {"patience": ..., "min_delta": ...}."""
+    return {**EARLY_STOPPING_DEFAULTS, **recipe.early_stopping}
 
 
 def recipe_path(model: str) -> Path:
@@ -151,7 +157,7 @@ def validate(recipe: Recipe) -> None:
     """Check values that types cannot: names, ranges and combinations."""
     from src.data.splits import SOURCES, SPLITS
     from src.metrics import MONITOR_MODES
-    from src.models.optim import SCHEDULERS, build_optimizer, build_scheduler
+    from src.models.optim import PLATEAU_DEFAULTS, SCHEDULERS, build_optimizer, build_scheduler
     from src.models.registry import ARCHITECTURES, INITS
 
     def one_of(key: str, value, valid) -> None:
@@ -212,16 +218,17 @@ def validate(recipe: Recipe) -> None:
     except (TypeError, ValueError) as e:
         raise UserError("scheduler_args", f"not accepted by {recipe.scheduler}: {e}") from None
     if recipe.early_stopping is not None:
-        unknown = set(recipe.early_stopping) - {"patience", "min_delta"}
+        unknown = set(recipe.early_stopping) - set(EARLY_STOPPING_DEFAULTS)
         if unknown:
             raise UserError("early_stopping", f"unknown key(s) {sorted(unknown)}; valid: min_delta, patience")
-        patience, min_delta = recipe.early_stopping.get("patience", 3), recipe.early_stopping.get("min_delta", 0.0)
+        stopping = early_stopping_args(recipe)
+        patience, min_delta = stopping["patience"], stopping["min_delta"]
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise UserError("early_stopping", f"patience must be a whole number of epochs >= 0, got {patience!r}")
         if isinstance(min_delta, bool) or not isinstance(min_delta, int | float) or not 0 <= min_delta < float("inf"):
             raise UserError("early_stopping", f"min_delta must be a number >= 0, got {min_delta!r}")
         if recipe.scheduler == "plateau":
-            reduce = recipe.scheduler_args.get("patience", 10)
+            reduce = recipe.scheduler_args.get("patience", PLATEAU_DEFAULTS["patience"])
             if patience <= reduce:
                 warnings.warn(
                     f"early stopping patience {patience} <= plateau patience {reduce}: the LR will never drop",

@@ -16,7 +16,7 @@ OPTIMIZERS = {
 FUSED = {"adam", "adamw"}
 FUSED_DEVICES = {"cpu", "cuda"}
 SCHEDULERS = ("none", "plateau", "onecycle", "cosine")
-PLATEAU_KEYS = {"factor", "patience", "min_delta", "min_lr", "cooldown"}
+PLATEAU_DEFAULTS = {"factor": 0.1, "patience": 10, "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0}  # Keras'
 
 
 def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Optimizer:
@@ -38,22 +38,23 @@ def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, t
     if name == "none":
         return None
     if name == "plateau":
-        unknown = set(args) - PLATEAU_KEYS
+        unknown = set(args) - set(PLATEAU_DEFAULTS)
         if unknown:
             raise UserError(
-                "scheduler_args", f"unknown plateau key(s) {sorted(unknown)}; valid: {sorted(PLATEAU_KEYS)}"
+                "scheduler_args", f"unknown plateau key(s) {sorted(unknown)}; valid: {sorted(PLATEAU_DEFAULTS)}"
             )
+        args = {**PLATEAU_DEFAULTS, **args}
         # Keras reduces after `patience` bad epochs and compares with an absolute min_delta;
         # torch reduces when bad epochs *exceed* patience, with a relative threshold by default.
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
             mode=mode,
-            factor=args.get("factor", 0.1),
-            patience=max(0, args.get("patience", 10) - 1),
-            threshold=args.get("min_delta", 1e-4),
+            factor=args["factor"],
+            patience=max(0, args["patience"] - 1),
+            threshold=args["min_delta"],
             threshold_mode="abs",
-            cooldown=args.get("cooldown", 0),
-            min_lr=args.get("min_lr", 0.0),
+            cooldown=args["cooldown"],
+            min_lr=args["min_lr"],
         )
         return {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
     if name == "onecycle":
