@@ -273,10 +273,14 @@ def test_tensorboard_grid_shows_the_augmented_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
-    # A Kaggle run whose test set (its validation split) has an odd size, 201 of 2,000 images: a
-    # DistributedSampler would pad it to 202 with a duplicate, so the test must run in one process.
+    # A Kaggle run whose validation split (also its test set) has an odd size, 201 of 2,000 images: a
+    # DistributedSampler would pad it to 202 with a duplicate. Validation is sharded without padding,
+    # 101 + 100 images in batches of 50: one process runs a batch more, which must not hang batch norm.
+    # Full precision, so that validation and the final test (always fp32) see the same logits.
     recipe = tmp_path / "odd.yaml"
-    recipe.write_text("model: lenet5\nbatch_size: 32\nval_fraction: 0.1005\n")
+    recipe.write_text(
+        "model: bn_cnn\nbatch_size: 32\neval_batch_size: 50\nval_fraction: 0.1005\nmonitor: val/acc\nprecision: 32-true\n"
+    )
     command = [sys.executable, "-m", "src.train", "--config", str(recipe), "--accelerator", "cpu", "--devices", "2"]
     command += ["--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--max-epochs", "1", "--limit-train-batches", "20"]
     done = subprocess.run([*command, "--logdir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -285,13 +289,16 @@ def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
     assert [line for line in done.stderr.splitlines() if not line.startswith("Initializing distributed: ")] == []
     assert "ddp           DDP: more than one process (gloo)" in done.stdout
     assert "16 per process x 2 process(es)" in done.stdout
-    assert [p.name for p in (tmp_path / "lenet5").iterdir()] == ["version_0"]
-    results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
+    run = tmp_path / "bn_cnn"
+    assert [p.name for p in run.iterdir()] == ["version_0"]
+    results = json.loads((run / "version_0" / "results.json").read_text())
     assert results["train_images"] == 20 * 16 * 2  # each process its own 20 batches of 16
-    # The final test ran in one process on exactly the 201 images: one-process evaluation agrees.
+    # The final test ran in one process on exactly the 201 images: one-process evaluation agrees, and
+    # so does the val/acc that the two processes logged for the same weights (their only epoch).
     assert results["evaluated_on"].startswith("validation split of train.csv (201 images")
-    assert evaluate(["--ckpt", str(tmp_path / "lenet5" / "version_0")]) == 0
-    metrics = json.loads((tmp_path / "lenet5" / "version_0" / "evaluation" / "metrics.json").read_text())
+    assert results["best_monitor_value"] == pytest.approx(results["test_acc"], abs=1e-6)
+    assert evaluate(["--ckpt", str(run / "version_0")]) == 0
+    metrics = json.loads((run / "version_0" / "evaluation" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
 
 

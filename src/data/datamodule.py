@@ -5,6 +5,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
@@ -156,16 +157,29 @@ class DigitsDataModule(pl.LightningDataModule):
         self.resume_position = state.get("train_position")
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.val_set)
+        return self._eval_loader(self.val_set, self._unpadded_shard(self.val_set))
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self.test_set)
 
-    def _eval_loader(self, dataset: TensorBatches) -> DataLoader:
+    def _unpadded_shard(self, dataset: TensorBatches) -> UnrepeatedDistributedSampler | None:
+        # Under DDP, Lightning's DistributedSampler would pad validation with up to world_size - 1
+        # duplicates, and val/acc (which picks the best checkpoint) would count them. Lightning's own
+        # sampler for prediction shards without padding; the processes may then run one batch more or
+        # less, which is safe here: DDP syncs buffers only on the first forward without gradients, and
+        # metrics are synced once an epoch. Each process needs one image at least.
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1 or len(dataset) < trainer.world_size:
+            return None
+        return UnrepeatedDistributedSampler(dataset, trainer.world_size, trainer.global_rank, shuffle=False)
+
+    def _eval_loader(self, dataset: TensorBatches, sampler: UnrepeatedDistributedSampler | None = None) -> DataLoader:
         # Its own generator: each pass draws a seed, which must not come from the stream that training's
         # augmentation and dropout draw from (a resumed run would otherwise draw differently).
         batch_size = self.hparams.eval_batch_size
-        return DataLoader(dataset, batch_size=batch_size, collate_fn=keep_batch, generator=torch.Generator())
+        return DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, collate_fn=keep_batch, generator=torch.Generator()
+        )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
