@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy
 import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
@@ -96,41 +97,40 @@ class SaveOnInterrupt(pl.Callback):
             trainer.save_checkpoint(self.path)
 
 
-class CarryRandomState(pl.Callback):
-    """Checkpoints carry torch's random generators, so that a resumed run draws the same augmentations and
-    dropout masks as an unbroken one (Lightning saves the loops' progress, not the generators).
+class SeedEachBatch(pl.Callback):
+    """Each training batch draws its augmentation and dropout from torch's generators seeded anew by
+    (seed, process rank, epoch, batch). A resumed run therefore draws what an unbroken one would, in
+    every process, with nothing carried in checkpoints; and under DDP each process draws its own.
+    (Lightning seeds every process alike: they would rotate, shift and drop out their images alike.)"""
 
-    The state saved is the one after the last completed training batch (validation draws nothing from
-    it): a checkpoint cut mid-step trains that batch again with the same draws. It is restored when
-    training starts, after Lightning re-seeds following its sanity check. Under DDP every process resumes
-    with rank 0's generators: they all started from the same seed."""
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._epoch_base: tuple[int, int] | None = None
 
-    def __init__(self):
-        self._saved: dict | None = None
-        self._to_restore: dict | None = None
+    def on_train_start(self, trainer, pl_module) -> None:  # also where a resumed epoch continues
+        self._seed(trainer, pl_module, trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._seed(trainer, pl_module, 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        self._saved = _generator_states()  # ~1 us
+        # The next batch is augmented when it reaches the device, after this hook.
+        self._seed(trainer, pl_module, batch_idx + 1)
 
-    def state_dict(self) -> dict:
-        return self._saved or _generator_states()
-
-    def load_state_dict(self, state: dict) -> None:
-        self._to_restore = state
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        if self._to_restore is not None:
-            torch.set_rng_state(self._to_restore["cpu"])
-            if "cuda" in self._to_restore and torch.cuda.is_available():
-                torch.cuda.set_rng_state(self._to_restore["cuda"])  # this process's device
-            self._to_restore = None
-
-
-def _generator_states() -> dict[str, torch.Tensor]:
-    states = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
+    def _seed(self, trainer, pl_module, batch: int) -> None:
+        epoch = trainer.current_epoch
+        if self._epoch_base is None or self._epoch_base[0] != epoch:
+            words = numpy.random.SeedSequence((self.seed, trainer.global_rank, epoch)).generate_state(1, numpy.uint64)
+            self._epoch_base = (epoch, int(words[0]) >> 1)
+        # Consecutive seeds give unrelated streams (as DataLoader workers' base_seed + worker id). The
+        # device's own generators, since torch.manual_seed visits every backend: 100 against 1 us.
+        seed = self._epoch_base[1] + batch
+        torch.default_generator.manual_seed(seed)
+        device = pl_module.device
+        if device.type == "cuda":
+            torch.cuda.default_generators[device.index].manual_seed(seed)
+        elif device.type != "cpu":
+            torch.manual_seed(seed)
 
 
 class StopOnNonFiniteLoss(pl.Callback):
@@ -202,13 +202,14 @@ class TrainThroughput(pl.Callback):
 def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
     mode = MONITOR_MODES[recipe.monitor]
-    callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
+    callbacks = [
+        TQDMProgressBar(refresh_rate=recipe.progress_refresh),
+        TrainThroughput(),
+        StopOnNonFiniteLoss(),
+        SeedEachBatch(recipe.seed),
+    ]
     if run_dir is not None:
-        callbacks += [
-            LearningRateMonitor(logging_interval="epoch"),
-            SaveOnInterrupt(run_dir / "checkpoints"),
-            CarryRandomState(),
-        ]
+        callbacks += [LearningRateMonitor(logging_interval="epoch"), SaveOnInterrupt(run_dir / "checkpoints")]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
         callbacks.append(
             RunCheckpoint(

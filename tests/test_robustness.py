@@ -64,7 +64,7 @@ class CtrlCInSecondEpochsEighthStep(pl.Callback):
 
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
-    # with random augmentation, whose generator must carry over too, and an average of the weights (EMA).
+    # with random augmentation, whose draws must repeat too, and an average of the weights (EMA).
     # The plateau's min_delta makes epoch 2 count as bad, so the LR drops for epoch 3 only if the resumed
     # scheduler remembers epoch 1's loss.
     recipe = tmp_path / "lenet5_augmented.yaml"
