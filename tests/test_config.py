@@ -53,7 +53,7 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
     [
         (
             {"model": "resnet999"},
-            "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn",
+            "--model: unknown model 'resnet999'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn, m3_cnn",
         ),
         ({"lr": -1.0}, "lr: must be a positive number, got -1.0"),
         ({"lr": float("inf")}, "lr: must be a positive number, got inf"),

@@ -236,7 +236,7 @@ def test_command_line_exit_status_and_no_traceback():
     assert done.returncode == 2
     assert (
         done.stderr
-        == "error: --model: unknown model 'nope'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn\n"
+        == "error: --model: unknown model 'nope'; choose from bn_cnn, keras_cnn, deep_cnn, mlp, simple_cnn, lenet5, fast_cnn, deep_bn_cnn, m3_cnn\n"
     )
 
 

@@ -11,6 +11,7 @@ from src.models.deep_cnn import DeepCnn
 from src.models.fast_cnn import FastCnn
 from src.models.keras_cnn import KerasCnn
 from src.models.lenet5 import LeNet5
+from src.models.m3_cnn import M3Cnn
 from src.models.mlp import Mlp
 from src.models.simple_cnn import SimpleCnn
 
@@ -31,6 +32,7 @@ ARCHITECTURES = {
     "lenet5": Architecture(LeNet5, "5: LeNet-5 (Kaggle CSV)", 97.19),
     "fast_cnn": Architecture(FastCnn, "ours: fastest to 99% (configs/fast.yaml)", None),
     "deep_bn_cnn": Architecture(DeepBnCnn, "ours: member CNN of a 99.757% Kaggle ensemble", None),
+    "m3_cnn": Architecture(M3Cnn, "ours: model M3 of a 99.91% published ensemble", None),
 }
 INITS = ("torch", "keras")
 

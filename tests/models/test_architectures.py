@@ -22,13 +22,24 @@ def test_parameter_count_and_output_shape_match_seeds(name):
 
 
 def test_registry_holds_the_seed_models_and_ours():
-    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS) | {"fast_cnn", "deep_bn_cnn"}
+    assert set(ARCHITECTURES) == set(SEEDS_PARAMETERS) | {"fast_cnn", "deep_bn_cnn", "m3_cnn"}
     assert count_parameters(build_model("fast_cnn")) == 29_402
 
 
 def test_deep_bn_cnn_has_the_kaggle_members_shape():
     model = build_model("deep_bn_cnn").eval()
     assert count_parameters(model) == 327_242  # Keras' summary of the Kaggle kernel's model
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_m3_cnn_has_the_papers_shape():
+    model = build_model("m3_cnn").eval()
+    # The paper's ModelM3: ten bias-free 3x3 convolutions, 32 to 176 channels, one bias-free linear layer
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convolutions] == list(range(32, 177, 16))
+    assert all(c.kernel_size == (3, 3) and c.padding == (0, 0) and c.bias is None for c in convolutions)
+    assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.Dropout)) for m in model.modules())
+    assert sum(p.numel() for p in model.parameters()) == 1_124_180
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
 
 
