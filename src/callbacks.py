@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy
 import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
@@ -97,42 +96,6 @@ class SaveOnInterrupt(pl.Callback):
             trainer.save_checkpoint(self.path)
 
 
-class SeedEachBatch(pl.Callback):
-    """Each training batch draws its augmentation and dropout from torch's generators seeded anew by
-    (seed, process rank, epoch, batch). A resumed run therefore draws what an unbroken one would, in
-    every process, with nothing carried in checkpoints; and under DDP each process draws its own.
-    (Lightning seeds every process alike: they would rotate, shift and drop out their images alike.)"""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-        self._epoch_base: tuple[int, int] | None = None
-
-    def on_train_start(self, trainer, pl_module) -> None:  # also where a resumed epoch continues
-        self._seed(trainer, pl_module, trainer.fit_loop.epoch_loop.batch_progress.current.completed)
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._seed(trainer, pl_module, 0)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        # The next batch is augmented when it reaches the device, after this hook.
-        self._seed(trainer, pl_module, batch_idx + 1)
-
-    def _seed(self, trainer, pl_module, batch: int) -> None:
-        epoch = trainer.current_epoch
-        if self._epoch_base is None or self._epoch_base[0] != epoch:
-            words = numpy.random.SeedSequence((self.seed, trainer.global_rank, epoch)).generate_state(1, numpy.uint64)
-            self._epoch_base = (epoch, int(words[0]) >> 1)
-        # Consecutive seeds give unrelated streams (as DataLoader workers' base_seed + worker id). The
-        # device's own generators, since torch.manual_seed visits every backend: 100 against 1 us.
-        seed = self._epoch_base[1] + batch
-        torch.default_generator.manual_seed(seed)
-        device = pl_module.device
-        if device.type == "cuda":
-            torch.cuda.default_generators[device.index].manual_seed(seed)
-        elif device.type != "cpu":
-            torch.manual_seed(seed)
-
-
 class StopOnNonFiniteLoss(pl.Callback):
     """A NaN or infinite training loss ends the run at the end of its epoch (one check per epoch, no
     per-step sync), before validation and checkpointing can save the broken weights."""
@@ -202,12 +165,7 @@ class TrainThroughput(pl.Callback):
 def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
     mode = MONITOR_MODES[recipe.monitor]
-    callbacks = [
-        TQDMProgressBar(refresh_rate=recipe.progress_refresh),
-        TrainThroughput(),
-        StopOnNonFiniteLoss(),
-        SeedEachBatch(recipe.seed),
-    ]
+    callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
     if run_dir is not None:
         callbacks += [LearningRateMonitor(logging_interval="epoch"), SaveOnInterrupt(run_dir / "checkpoints")]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.

@@ -144,14 +144,14 @@ class DigitsDataModule(pl.LightningDataModule):
     # Where training stood in its epoch, saved with every checkpoint and restored before the training
     # batches are made. Not the loader's own state_dict: Lightning never restores that when
     # configure_optimizers reads trainer.estimated_stepping_batches, as ours does (Lightning issue #20550).
-    # Lightning counts a batch as completed after its optimizer step and on_train_batch_end: one cut
-    # short by Ctrl-C is trained again.
+    # "Processed": a batch whose optimizer step ran, as Lightning's restart counts it, even when Ctrl-C
+    # cut its on_train_batch_end hooks short. A batch cut before its step is trained again.
     def state_dict(self) -> dict:
         trainer = self.trainer
         if trainer is None or trainer.state.fn != TrainerFn.FITTING:
             return {}
-        completed = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        return {"train_position": {"epoch": trainer.current_epoch, "batches": completed}}
+        processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_position": {"epoch": trainer.current_epoch, "batches": processed}}
 
     def load_state_dict(self, state: dict) -> None:
         self.resume_position = state.get("train_position")

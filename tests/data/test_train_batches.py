@@ -10,6 +10,12 @@ def epoch_labels(loader: TrainBatches) -> list[list[int]]:
     return [labels.tolist() for _, labels in loader]
 
 
+def draws_per_batch(loader: TrainBatches) -> list[tuple[float, ...]]:
+    """What augmentation would draw from torch's generator for each batch, as it reaches the device."""
+    torch.manual_seed(123)  # whatever was drawn before must not matter
+    return [tuple(torch.rand(4).tolist()) for _ in loader]
+
+
 def test_each_epoch_has_its_own_order_and_the_same_one_for_the_same_seed():
     orders = [EpochOrder(10, seed=3), EpochOrder(10, seed=3), EpochOrder(10, seed=4)]
     assert torch.equal(orders[0].indices(), orders[1].indices())
@@ -54,3 +60,19 @@ def test_a_position_in_another_epoch_skips_nothing():
     assert len(epoch_labels(loader)) == 5
     loader.sampler.set_epoch(0)
     assert len(epoch_labels(loader)) == 0  # the position still applies to its own epoch
+
+
+def test_each_batch_is_drawn_for_by_its_seed_process_epoch_and_index():
+    def loader(seed=0, rank=0, epoch=0, resume=None) -> TrainBatches:
+        sampler = EpochOrder(10, seed=seed, rank=rank, world_size=2, epoch=epoch)
+        return TrainBatches(IMAGES, LABELS, batch_size=2, sampler=sampler, resume=resume)
+
+    unbroken = draws_per_batch(loader())
+    assert len(unbroken) == 3 and draws_per_batch(loader()) == unbroken
+    # A resumed epoch draws for its batch 2 what the unbroken epoch drew for its batch 2.
+    assert draws_per_batch(loader(resume={"epoch": 0, "batches": 2})) == unbroken[2:]
+    # Every batch, process, epoch and seed its own: DDP processes must not augment their images alike.
+    every = (
+        unbroken + draws_per_batch(loader(rank=1)) + draws_per_batch(loader(epoch=1)) + draws_per_batch(loader(seed=1))
+    )
+    assert len(set(every)) == len(every) == 12
