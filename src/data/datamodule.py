@@ -167,9 +167,12 @@ class DigitsDataModule(pl.LightningDataModule):
         # duplicates, and val/acc (which picks the best checkpoint) would count them. Lightning's own
         # sampler for prediction shards without padding; the processes may then run one batch more or
         # less, which is safe here: DDP syncs buffers only on the first forward without gradients, and
-        # metrics are synced once an epoch. Each process needs one image at least.
+        # metrics are synced once an epoch. Each process needs one image at least, and a fraction of
+        # the batches (--limit-val-batches 0.5) could round to none in one process only: both pad.
         trainer = self.trainer
         if trainer is None or trainer.world_size == 1 or len(dataset) < trainer.world_size:
+            return None
+        if isinstance(trainer.limit_val_batches, float) and trainer.limit_val_batches < 1.0:
             return None
         return UnrepeatedDistributedSampler(dataset, trainer.world_size, trainer.global_rank, shuffle=False)
 

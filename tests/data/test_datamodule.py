@@ -2,9 +2,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from src.data.datamodule import DigitsDataModule
 from src.data.transforms import MNIST_MEAN, MNIST_STD
+from tests.conftest import KAGGLE_DIR
 
 
 def test_batches_are_uint8_slices_and_become_normalised_floats():
@@ -50,3 +52,25 @@ def test_on_an_accelerator_training_batches_come_from_one_copy_on_its_device():
     assert images.device.type == labels.device.type == "meta" and images.shape == (32, 28, 28)
     assert first.images is second.images  # copied once, not per epoch
     assert dm.train_set.images.device.type == "cpu"  # validation and tests still read the host copy
+
+
+def test_under_ddp_validation_is_sharded_without_duplicates_unless_that_could_leave_a_process_without():
+    dm = DigitsDataModule(data="kaggle", data_dir=str(KAGGLE_DIR), val_fraction=0.1005, eval_batch_size=50)
+    dm.setup()
+    assert len(dm.val_set) == 201
+
+    def shards(world_size: int, limit: int | float = 1.0) -> list[list[int] | None]:
+        """Each process's validation indices; None where Lightning will put in its padding sampler."""
+        indices = []
+        for rank in range(world_size):
+            dm.trainer = SimpleNamespace(world_size=world_size, global_rank=rank, limit_val_batches=limit)
+            sampler = dm.val_dataloader().sampler
+            indices.append(list(sampler) if isinstance(sampler, DistributedSampler) else None)
+        return indices
+
+    halves = shards(2)
+    assert [len(half) for half in halves] == [101, 100] and sorted(halves[0] + halves[1]) == list(range(201))
+    # Lightning then puts its padding DistributedSampler in: 101 + 101, every process as many batches.
+    assert shards(2, limit=0.4) == [None, None]  # 3 and 2 batches would round to 1 and 0
+    assert shards(2, limit=2) == halves  # a batch count: each process runs min(2, its own)
+    assert shards(300) == [None] * 300  # 201 images cannot give every process one
