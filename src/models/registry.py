@@ -32,7 +32,7 @@ ARCHITECTURES = {
     "lenet5": Architecture(LeNet5, "5: LeNet-5 (Kaggle CSV)", 97.19),
     "fast_cnn": Architecture(FastCnn, "ours: fastest to 99% (configs/fast.yaml)", None),
     "deep_bn_cnn": Architecture(DeepBnCnn, "ours: member CNN of a 99.757% Kaggle ensemble", None),
-    "m3_cnn": Architecture(M3Cnn, "ours: model M3 of a 99.91% published ensemble", None),
+    "m3_cnn": Architecture(M3Cnn, "ours: model M3 of a 99.87% published ensemble (An et al.)", None),
 }
 INITS = ("torch", "keras")
 
