@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import (
     WeightAveraging,
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
 from src.atomic import WriteError, atomic_save
 from src.config import Recipe, early_stopping_args
@@ -92,7 +93,9 @@ class SaveOnInterrupt(pl.Callback):
         self.path = checkpoint_dir / "last.ckpt"
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
+        # Not in the final test, which the training Trainer may run with the best weights loaded.
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if fitting and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
             trainer.save_checkpoint(self.path)
 
 

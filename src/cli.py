@@ -68,7 +68,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint need to be provided.*")
     # Each new run gets a fresh version_N directory, so a non-empty one means --resume, which is the point.
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    # The DataModule restores the training batches' position in the epoch (DigitsDataModule.state_dict).
+    # The training batches resume where Lightning's progress says the epoch stood (TrainBatches).
     warnings.filterwarnings("ignore", message=r".*ended before the epoch ended and your dataloader is not resumable.*")
     # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")

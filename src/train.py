@@ -146,7 +146,16 @@ def train(recipe: Recipe) -> int:
                 file=sys.stderr,
             )
         return 130
-    tested = test_best(trainer, model, datamodule, recipe, plan)
+    try:
+        tested = test_best(trainer, model, datamodule, recipe, plan)
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns a Ctrl-C in testing into SystemExit(1)
+        if not writes_files:
+            raise
+        print(
+            f"interrupted in the final test; training is complete: test it with python -m src.evaluate --ckpt {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
     if tested is None:  # a DDP process other than rank 0: its work ended with fit
         return 0
     print(

@@ -1,10 +1,12 @@
 import errno
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -70,6 +72,14 @@ class CtrlCAfterSecondEpochsEighthStep(pl.Callback):
             raise KeyboardInterrupt
 
 
+class SigtermInSecondEpochsEnd(pl.Callback):
+    """A SIGTERM during an epoch's end: Lightning raises it once the epoch counts as completed."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it
+
+
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
     # with random augmentation, whose draws must repeat too, and an average of the weights (EMA).
@@ -111,7 +121,13 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
     assert main([*common, "--logdir", str(tmp_path / "after_step"), "--resume", "last"]) == 0
 
-    names = ("unbroken", "stopped", "interrupted", "mid_step")
+    # SIGTERM (a scheduler's pre-emption) at epoch 2's end, after its validation.
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), SigtermInSecondEpochsEnd()])
+    assert main([*common, "--logdir", str(tmp_path / "sigterm")]) == 130
+    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
+    assert main([*common, "--logdir", str(tmp_path / "sigterm"), "--resume", "last"]) == 0
+
+    names = ("unbroken", "stopped", "interrupted", "mid_step", "sigterm")
     assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "lenet5" / "version_0", "lr-Adam")] == [
         1e-3,
         1e-3,
@@ -138,6 +154,28 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     state = torch.load(after_step["last_checkpoint"], weights_only=True)["state_dict"]
     assert all(torch.equal(state[k], weights["unbroken"][k]) for k in weights["unbroken"])
     assert after_step["test_acc"] == results["unbroken"]["test_acc"]
+
+
+class CtrlCInTheFinalTest(pl.Callback):
+    def on_test_start(self, trainer, pl_module):
+        self.last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
+        self.written_by_training = self.last.read_bytes()
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_the_final_test_leaves_last_ckpt_as_training_wrote_it(tmp_path, monkeypatch, capsys):
+    # Full precision, no EMA, one process: the training Trainer itself runs the test, with the best weights
+    # loaded. Saving last.ckpt there would put those weights, not the last ones, into what --resume reads.
+    interrupt = CtrlCInTheFinalTest()
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), interrupt])
+    argv = ["--model", "lenet5", "--precision", "32", "--max-epochs", "1", "--limit-train-batches", "5"]
+    assert main([*argv, "--limit-val-batches", "1", "--logdir", str(tmp_path)]) == 130
+    run = tmp_path / "lenet5" / "version_0"
+    assert capsys.readouterr().err.endswith(
+        f"interrupted in the final test; training is complete: test it with python -m src.evaluate --ckpt {run}\n"
+    )
+    assert interrupt.last.read_bytes() == interrupt.written_by_training
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):

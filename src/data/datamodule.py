@@ -6,7 +6,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
 from src.data.augment import Augmentation
@@ -61,7 +60,6 @@ class DigitsDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.augment = Augmentation.from_recipe(augment)  # training batches only
         self.train_set = self.val_set = self.test_set = None
-        self.resume_position: dict | None = None
         self._device_train_set: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
@@ -134,27 +132,19 @@ class DigitsDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.strategy.root_device != images.device:
             images, labels = self._train_tensors_on(trainer.strategy.root_device)
         size = self.batch_size_at(epoch)
-        return TrainBatches(images, labels, size, order, self.resume_position)
+        if trainer is None:
+            return TrainBatches(images, labels, size, order)
+        # Lightning's own count of the epoch's batches done, as its restart leaves it: it counts a batch
+        # whose optimizer step ran as done even if Ctrl-C cut the hooks after it, and starts a new epoch
+        # after a SIGTERM at an epoch's end. Its loop asks the loader for exactly these batches next.
+        return TrainBatches(
+            images, labels, size, order, batches_done=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        )
 
     def _train_tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._device_train_set is None or self._device_train_set[0].device != device:
             self._device_train_set = (self.train_set.images.to(device), self.train_set.labels.to(device))
         return self._device_train_set
-
-    # Where training stood in its epoch, saved with every checkpoint and restored before the training
-    # batches are made. Not the loader's own state_dict: Lightning never restores that when
-    # configure_optimizers reads trainer.estimated_stepping_batches, as ours does (Lightning issue #20550).
-    # "Processed": a batch whose optimizer step ran, as Lightning's restart counts it, even when Ctrl-C
-    # cut its on_train_batch_end hooks short. A batch cut before its step is trained again.
-    def state_dict(self) -> dict:
-        trainer = self.trainer
-        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
-            return {}
-        processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"train_position": {"epoch": trainer.current_epoch, "batches": processed}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.resume_position = state.get("train_position")
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set, self._unpadded_shard(self.val_set))

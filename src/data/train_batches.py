@@ -7,7 +7,7 @@ sampler and index list: 24 instead of 40 us a batch of 32 on a 2-core CPU.
 """
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy
 import torch
@@ -53,9 +53,9 @@ def seed_generators(seed: int, device: torch.device) -> None:
 
 class TrainBatches:
     """This process's training batches (uint8 images, labels) of one epoch, in `sampler`'s order, on the
-    device that holds `images`; the last batch may be smaller. `resume={"epoch": e, "batches": k}` makes
-    the first pass over epoch e start with its batch k (0-based): the first k were trained on before a
-    checkpoint.
+    device that holds `images`; the last batch may be smaller. `batches_done()`, asked at each pass's
+    first batch, says how many of the epoch's batches were already trained (after a resume mid-epoch):
+    the pass starts with the next one.
 
     Before each batch is handed out, torch's generators are seeded for it (`EpochOrder.batch_seeds`),
     so its augmentation and dropout draws follow the batch: a resumed epoch draws what an unbroken one
@@ -67,19 +67,18 @@ class TrainBatches:
         labels: torch.Tensor,
         batch_size: int,
         sampler: EpochOrder,
-        resume: dict | None = None,
+        batches_done: Callable[[], int] = lambda: 0,
     ):
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
-        self.resume = resume
+        self.batches_done = batches_done
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        # A generator: the epoch and its order are read at the first batch, after Lightning's set_epoch.
-        first = 0
-        if self.resume is not None and self.resume["epoch"] == self.sampler.epoch:
-            first, self.resume = self.resume["batches"], None
+        # A generator: the epoch, its order and the batches done are read at the first batch, after
+        # Lightning's set_epoch and its restore of the loop's progress.
+        first = self.batches_done()
         order = self.sampler.indices().to(self.images.device)
         seeds = self.sampler.batch_seeds(len(self))
         for batch in range(first, len(self)):

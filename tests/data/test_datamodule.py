@@ -46,7 +46,10 @@ def test_on_an_accelerator_training_batches_come_from_one_copy_on_its_device():
     dm.setup()
     # "meta" stands in for a GPU: tensors there have shapes and a device but no memory.
     accelerator = SimpleNamespace(root_device=torch.device("meta"))
-    dm.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1, strategy=accelerator)
+    progress = SimpleNamespace(
+        epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=SimpleNamespace(ready=0)))
+    )
+    dm.trainer = SimpleNamespace(current_epoch=0, global_rank=0, world_size=1, strategy=accelerator, fit_loop=progress)
     first, second = dm.train_dataloader(), dm.train_dataloader()
     images, labels = next(iter(first))
     assert images.device.type == labels.device.type == "meta" and images.shape == (32, 28, 28)

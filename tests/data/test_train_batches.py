@@ -43,34 +43,25 @@ def test_batches_are_slices_of_the_images_and_labels_in_that_order():
     assert images.dtype == torch.uint8 and torch.equal(images, IMAGES[labels])
 
 
-def test_a_resume_position_continues_that_epoch_with_its_next_batch():
+def test_a_resumed_epoch_continues_with_its_next_batch_and_the_next_epoch_is_whole():
     unbroken = epoch_labels(TrainBatches(IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0)))
+    done = iter([2, 0])  # what Lightning's progress says at each pass's first batch
     resumed = TrainBatches(
-        IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0), resume={"epoch": 0, "batches": 2}
+        IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0), batches_done=lambda: next(done)
     )
     assert epoch_labels(resumed) == unbroken[2:]
-    assert epoch_labels(resumed) == unbroken  # the next pass is a whole epoch again
-
-
-def test_a_position_in_another_epoch_skips_nothing():
-    loader = TrainBatches(
-        IMAGES, LABELS, batch_size=2, sampler=EpochOrder(10, seed=0), resume={"epoch": 0, "batches": 5}
-    )
-    loader.sampler.set_epoch(1)  # epoch 0 ran to its end before the checkpoint
-    assert len(epoch_labels(loader)) == 5
-    loader.sampler.set_epoch(0)
-    assert len(epoch_labels(loader)) == 0  # the position still applies to its own epoch
+    assert epoch_labels(resumed) == unbroken
 
 
 def test_each_batch_is_drawn_for_by_its_seed_process_epoch_and_index():
-    def loader(seed=0, rank=0, epoch=0, resume=None) -> TrainBatches:
+    def loader(seed=0, rank=0, epoch=0, done=0) -> TrainBatches:
         sampler = EpochOrder(10, seed=seed, rank=rank, world_size=2, epoch=epoch)
-        return TrainBatches(IMAGES, LABELS, batch_size=2, sampler=sampler, resume=resume)
+        return TrainBatches(IMAGES, LABELS, batch_size=2, sampler=sampler, batches_done=lambda: done)
 
     unbroken = draws_per_batch(loader())
     assert len(unbroken) == 3 and draws_per_batch(loader()) == unbroken
     # A resumed epoch draws for its batch 2 what the unbroken epoch drew for its batch 2.
-    assert draws_per_batch(loader(resume={"epoch": 0, "batches": 2})) == unbroken[2:]
+    assert draws_per_batch(loader(done=2)) == unbroken[2:]
     # Every batch, process, epoch and seed its own: DDP processes must not augment their images alike.
     every = (
         unbroken + draws_per_batch(loader(rank=1)) + draws_per_batch(loader(epoch=1)) + draws_per_batch(loader(seed=1))
