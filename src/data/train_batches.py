@@ -58,8 +58,8 @@ class TrainBatches:
     the pass starts with the next one.
 
     Before each batch is handed out, torch's generators are seeded for it (`EpochOrder.batch_seeds`),
-    so its augmentation and dropout draws follow the batch: a resumed epoch draws what an unbroken one
-    did, whatever Lightning's counters say, and nothing is carried in checkpoints."""
+    so its augmentation and dropout draws follow the data batch: a resumed epoch draws what an unbroken
+    one did, and nothing is carried in checkpoints."""
 
     def __init__(
         self,
