@@ -54,3 +54,12 @@ def logged(run, tag: str) -> list[tuple[int, float]]:
     events = EventAccumulator(str(run), purge_orphaned_data=False)
     events.Reload()
     return sorted((e.step, e.value) for e in events.Scalars(tag))
+
+
+def add_callback(monkeypatch, callback) -> None:
+    """Training runs from here on (in this test, or this `monkeypatch.context()`) also use `callback`,
+    after the project's own callbacks."""
+    import src.callbacks
+
+    build_callbacks = src.callbacks.build_callbacks
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), callback])

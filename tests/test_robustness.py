@@ -13,9 +13,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import src.callbacks
 from src.train import main
-from tests.conftest import ROOT, logged
+from tests.conftest import ROOT, add_callback, logged
 
 
 @pytest.mark.slow
@@ -98,34 +97,21 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch):
     # Stopped after epoch 1, then resumed.
     assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
     assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 0
-    # Ctrl-C during epoch 2's validation, after its last training batch, then resumed.
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), CtrlCInSecondValidation()])
-    assert main([*common, "--logdir", str(tmp_path / "interrupted")]) == 130
-    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
-    assert main([*common, "--logdir", str(tmp_path / "interrupted"), "--resume", "last"]) == 0
 
+    def interrupted_then_resumed(name: str, interruption: pl.Callback) -> None:
+        with monkeypatch.context() as patch:
+            add_callback(patch, interruption)
+            assert main([*common, "--logdir", str(tmp_path / name)]) == 130
+        assert main([*common, "--logdir", str(tmp_path / name), "--resume", "last"]) == 0
+
+    # Ctrl-C during epoch 2's validation, after its last training batch.
+    interrupted_then_resumed("interrupted", CtrlCInSecondValidation())
     # Ctrl-C in epoch 2's eighth training step, between its backward pass and the optimizer step.
-    monkeypatch.setattr(
-        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), CtrlCInSecondEpochsEighthStep()]
-    )
-    assert main([*common, "--logdir", str(tmp_path / "mid_step")]) == 130
-    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
-    assert main([*common, "--logdir", str(tmp_path / "mid_step"), "--resume", "last"]) == 0
-
+    interrupted_then_resumed("mid_step", CtrlCInSecondEpochsEighthStep())
     # Ctrl-C after that step, in on_train_batch_end: Lightning's restart counts the batch as trained.
-    monkeypatch.setattr(
-        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), CtrlCAfterSecondEpochsEighthStep()]
-    )
-    assert main([*common, "--logdir", str(tmp_path / "after_step")]) == 130
-    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
-    assert main([*common, "--logdir", str(tmp_path / "after_step"), "--resume", "last"]) == 0
-
+    interrupted_then_resumed("after_step", CtrlCAfterSecondEpochsEighthStep())
     # SIGTERM (a scheduler's pre-emption) at epoch 2's end, after its validation.
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), SigtermInSecondEpochsEnd()])
-    assert main([*common, "--logdir", str(tmp_path / "sigterm")]) == 130
-    monkeypatch.setattr(src.callbacks, "build_callbacks", build_callbacks)
-    assert main([*common, "--logdir", str(tmp_path / "sigterm"), "--resume", "last"]) == 0
+    interrupted_then_resumed("sigterm", SigtermInSecondEpochsEnd())
 
     names = ("unbroken", "stopped", "interrupted", "mid_step", "sigterm")
     assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "lenet5" / "version_0", "lr-Adam")] == [
@@ -167,8 +153,7 @@ def test_ctrl_c_in_the_final_test_leaves_last_ckpt_as_training_wrote_it(tmp_path
     # Full precision, no EMA, one process: the training Trainer itself runs the test, with the best weights
     # loaded. Saving last.ckpt there would put those weights, not the last ones, into what --resume reads.
     interrupt = CtrlCInTheFinalTest()
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), interrupt])
+    add_callback(monkeypatch, interrupt)
     argv = ["--model", "lenet5", "--precision", "32", "--max-epochs", "1", "--limit-train-batches", "5"]
     assert main([*argv, "--limit-val-batches", "1", "--logdir", str(tmp_path)]) == 130
     run = tmp_path / "lenet5" / "version_0"

@@ -16,7 +16,7 @@ from src.evaluate import main as evaluate
 from src.hardware import HardwareRequest, plan_hardware, probe_machine
 from src.models.classifier import DigitClassifier
 from src.train import main
-from tests.conftest import KAGGLE_DIR, ROOT, logged
+from tests.conftest import KAGGLE_DIR, ROOT, add_callback, logged
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +83,7 @@ def test_every_recipe_trains_with_its_optimizer_and_its_checkpoints_load_with_we
     recipe, tmp_path, monkeypatch
 ):
     recorder = RecordOptimizer()
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), recorder])
+    add_callback(monkeypatch, recorder)
     # Each recipe adds its own hyperparameters and callback state (EMA, plateau, batch schedule, one-cycle)
     argv = ["--config", str(ROOT / "configs" / recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR)]
     argv += ["--max-epochs", "1", "--limit-train-batches", "1", "--limit-val-batches", "1"]
@@ -361,10 +360,7 @@ class ZeroWeightsBeforeLastValidation(pl.Callback):
 
 
 def test_the_run_tests_its_best_checkpoint_not_its_last(tmp_path, monkeypatch, capsys):
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(
-        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), ZeroWeightsBeforeLastValidation()]
-    )
+    add_callback(monkeypatch, ZeroWeightsBeforeLastValidation())
     recipe = tmp_path / "r.yaml"
     recipe.write_text("model: lenet5\nmonitor: val/acc\nprecision: '32'\n")
     argv = ["--config", str(recipe), "--max-epochs", "3", "--limit-train-batches", "60", "--limit-val-batches", "5"]
@@ -400,10 +396,7 @@ def test_a_moved_or_copied_run_directory_resumes_with_one_best_checkpoint(tmp_pa
         return sorted(p.name for p in (run / "checkpoints").iterdir()), results
 
     assert resume("moved")[0] == ["best-epoch001.ckpt", "last.ckpt"]  # the better epoch replaced the old best
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(
-        src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), ZeroWeightsBeforeLastValidation()]
-    )
+    add_callback(monkeypatch, ZeroWeightsBeforeLastValidation())
     checkpoints, results = resume("copied")
     assert checkpoints == ["best-epoch000.ckpt", "last.ckpt"] and results["best_epoch"] == 1
     assert results["test_acc"] > 0.5  # the best checkpoint was tested, not the zeroed last weights
@@ -418,8 +411,7 @@ class RecordDeterminism(pl.Callback):
 
 
 def test_the_same_seed_trains_the_same_weights_and_deterministic_is_in_force(tmp_path, monkeypatch):
-    build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), RecordDeterminism()])
+    add_callback(monkeypatch, RecordDeterminism())
     monkeypatch.setattr(RecordDeterminism, "enabled", [])
 
     def weights(name: str, *flags: str) -> dict[str, torch.Tensor]:
