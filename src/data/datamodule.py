@@ -132,14 +132,11 @@ class DigitsDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.strategy.root_device != images.device:
             images, labels = self._train_tensors_on(trainer.strategy.root_device)
         size = self.batch_size_at(epoch)
-        if trainer is None:
-            return TrainBatches(images, labels, size, order)
         # Lightning's own count of the epoch's batches done, as its restart leaves it: it counts a batch
         # whose optimizer step ran as done even if Ctrl-C cut the hooks after it, and starts a new epoch
         # after a SIGTERM at an epoch's end. Its loop asks the loader for exactly these batches next.
-        return TrainBatches(
-            images, labels, size, order, batches_done=lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        )
+        done = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer else (lambda: 0)
+        return TrainBatches(images, labels, size, order, batches_done=done)
 
     def _train_tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if self._device_train_set is None or self._device_train_set[0].device != device:
