@@ -27,8 +27,9 @@ from src.config import resolve_recipe  # noqa: E402
 from src.hardware import HardwareRequest, apply_global_settings, plan_hardware, probe_machine  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.models.optim import build_optimizer  # noqa: E402
+from src.models.registry import ARCHITECTURES  # noqa: E402
 
-CNNS = ("lenet5", "bn_cnn", "keras_cnn", "deep_cnn", "simple_cnn", "deep_bn_cnn", "fast_cnn")
+CNNS = tuple(name for name in ARCHITECTURES if name != "mlp")  # every architecture with convolutions
 RECIPE_OF = {"fast_cnn": "configs/fast.yaml"}  # the architectures whose recipe file has another name
 LAYOUTS = ("contiguous", "channels_last")
 BASELINE = ("contiguous", "32-true")
