@@ -52,6 +52,14 @@ def test_one_epoch_reaches_98_percent_and_writes_results(one_epoch_run):
 
 
 @pytest.mark.slow
+def test_the_fast_recipe_reaches_99_percent_in_its_one_epoch(tmp_path):
+    """configs/fast.yaml's promise, whose time scripts/benchmark.py measures."""
+    assert main(["--config", str(ROOT / "configs" / "fast.yaml"), "--logdir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "fast_cnn" / "version_0" / "results.json").read_text())
+    assert results["test_acc"] >= 0.99 and results["epochs_run"] == 1
+
+
+@pytest.mark.slow
 def test_tensorboard_has_the_promised_scalars_and_images(one_epoch_run):
     events = EventAccumulator(str(one_epoch_run))
     events.Reload()
