@@ -29,7 +29,7 @@ from src.models import build_model  # noqa: E402
 from src.models.optim import build_optimizer  # noqa: E402
 from src.models.registry import ARCHITECTURES  # noqa: E402
 
-CNNS = tuple(name for name in ARCHITECTURES if name != "mlp")  # every architecture with convolutions
+CNNS = tuple(name for name in ARCHITECTURES if any(isinstance(m, torch.nn.Conv2d) for m in build_model(name).modules()))
 RECIPE_OF = {"fast_cnn": "configs/fast.yaml"}  # the architectures whose recipe file has another name
 LAYOUTS = ("contiguous", "channels_last")
 BASELINE = ("contiguous", "32-true")
