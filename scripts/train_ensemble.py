@@ -7,10 +7,16 @@ Members train one after another through `python -m src.train` (in-process) under
 whose seed and recipe already finished there is reused, so an interrupted ensemble continues where it
 stopped. Each member picks its checkpoint on its own validation split; the test set is only read by
 `src.evaluate` at the end. Prints one markdown table (also written to --output).
+
+    python scripts/train_ensemble.py --model deep_bn_cnn --members 5 --data kaggle --data-dir DIR --val-fraction 0
+
+trains each member on every image of Kaggle's DIR/train.csv (its final epoch kept): nothing labelled is
+left to score them on, so it prints the `src.predict` command of their ensemble's submission instead.
 """
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -84,6 +90,15 @@ def train_ensemble(argv: list[str] | None) -> int:
             print(f"seed {seed}: reusing the finished run {run}")
         runs.append(run)
 
+    if recipe["data"] == "kaggle" and recipe["val_fraction"] == 0:
+        test_csv = Path(recipe["data_dir"]) / "test.csv"
+        print(
+            f"\n{len(runs)} member(s) trained on every labelled image of train.csv (val_fraction 0): none is left "
+            f"to score them on. Their ensemble's Kaggle submission:\n"
+            + shlex.join(["python", "-m", "src.predict", "--ckpt", *map(str, runs), "--input", str(test_csv)])
+            + " --output submission.csv"
+        )
+        return 0
     output_dir = Path(args.logdir) / args.model / f"ensemble-seeds-{args.first_seed}-{seed}{'-tta' * args.tta}"
     status = evaluate(["--ckpt", *map(str, runs), "--output-dir", str(output_dir), *["--tta"] * args.tta])
     if status != 0:
@@ -96,6 +111,12 @@ def train_ensemble(argv: list[str] | None) -> int:
     return 0
 
 
+def selected_by(results: dict) -> str:
+    if results["monitor"] is None:
+        return "final epoch (no validation split)"
+    return f"{results['monitor']} {results['best_monitor_value']:.4f}"
+
+
 def results_table(runs: list[Path], metrics: dict, machine: str) -> str:
     rows = []
     accuracies = []
@@ -104,7 +125,7 @@ def results_table(runs: list[Path], metrics: dict, machine: str) -> str:
         accuracies.append(member["accuracy"] * 100)
         rows.append(
             f"| seed {results['seed']} | {results['parameters']:,} | {results['epochs_run']} | "
-            f"{results['monitor']} {results['best_monitor_value']:.4f} | {accuracies[-1]:.2f}% | {results['train_seconds']:,.0f} | "
+            f"{selected_by(results)} | {accuracies[-1]:.2f}% | {results['train_seconds']:,.0f} | "
             f"{machine} | {run} |"
         )
     mean = statistics.mean(accuracies)

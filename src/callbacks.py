@@ -16,7 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
 from src.atomic import WriteError, atomic_save
-from src.config import Recipe, early_stopping_args
+from src.config import Recipe, checkpoint_monitor, early_stopping_args
 from src.errors import UserError
 from src.metrics import MONITOR_MODES
 
@@ -176,7 +176,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
             RunCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 filename="best-epoch{epoch:03d}",
-                monitor=recipe.monitor,
+                monitor=checkpoint_monitor(recipe),
                 mode=mode,
                 save_top_k=1,
                 auto_insert_metric_name=False,

@@ -70,6 +70,12 @@ def early_stopping_args(recipe: Recipe) -> dict:
     return {**EARLY_STOPPING_DEFAULTS, **recipe.early_stopping}
 
 
+def checkpoint_monitor(recipe: Recipe) -> str | None:
+    """The metric that picks the run's checkpoint; None: the final epoch's, when there is no validation
+    data to pick by (val_fraction 0, Kaggle's usual last step: train on every labelled image)."""
+    return None if recipe.val_fraction == 0 and recipe.monitor.startswith("val/") else recipe.monitor
+
+
 def recipe_path(model: str) -> Path:
     """configs/MODEL.yaml, relative to the working directory when it is below it (as errors show it)."""
     path = CONFIG_DIR / f"{model}.yaml"
@@ -173,8 +179,8 @@ def validate(recipe: Recipe) -> None:
     for key in ("max_epochs", "batch_size", "eval_batch_size", "num_nodes", "progress_refresh"):
         if getattr(recipe, key) < 1:
             raise UserError(key, f"must be at least 1, got {getattr(recipe, key)}")
-    if not 0 < recipe.val_fraction < 1:
-        raise UserError("val_fraction", f"must be between 0 and 1, got {recipe.val_fraction}")
+    if not 0 <= recipe.val_fraction < 1:
+        raise UserError("val_fraction", f"must be at least 0 (0: no validation) and below 1, got {recipe.val_fraction}")
     if not 0 < recipe.lr < float("inf"):
         raise UserError("lr", f"must be a positive number, got {recipe.lr}")
     if not 0 <= recipe.seed < 2**32:
@@ -190,6 +196,13 @@ def validate(recipe: Recipe) -> None:
         raise UserError("ema_decay", f"must be between 0 and 1, got {recipe.ema_decay}")
     if recipe.monitor.startswith("val/") and recipe.limit_val_batches == 0:
         raise UserError("--limit-val-batches", f"0 disables validation, but the recipe monitors {recipe.monitor}")
+    if recipe.val_fraction == 0 and recipe.monitor.startswith("val/"):
+        for watcher, present in (
+            ("early stopping", recipe.early_stopping is not None),
+            ("the plateau scheduler", recipe.scheduler == "plateau"),
+        ):
+            if present:
+                raise UserError("val_fraction", f"0 leaves no validation data, but {watcher} watches {recipe.monitor}")
     if recipe.batch_schedule is not None:
         for epoch, size in recipe.batch_schedule.items():
             if not (isinstance(epoch, int) and isinstance(size, int) and epoch >= 0 and size >= 1):

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from src.cli import Parser, positive_int, run_command
+from src.errors import UserError
 
 WORST_SHOWN = 32
 
@@ -90,6 +91,10 @@ def evaluate(args) -> int:
             f"note: {loaded[0][1]} was trained on Kaggle's train.csv, whose digits are drawn from all of MNIST, "
             "test set included: its MNIST test accuracy overstates it",
             file=sys.stderr,
+        )
+    if data == "kaggle" and split.get("val_fraction") == 0:
+        raise UserError(
+            loaded[0][1], "trained on every labelled image of train.csv (val_fraction 0): none is left to evaluate on"
         )
     images, labels, description = evaluation_set(data, data_dir, split)
     members = [predict_probabilities(model, images, args.batch_size, tta=args.tta) for model, _ in loaded]

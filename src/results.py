@@ -4,6 +4,7 @@ import platform
 import time
 from pathlib import Path
 
+from src.config import checkpoint_monitor
 from src.runs import write_json
 
 
@@ -22,13 +23,13 @@ def write_results(
         "model": recipe.model,
         "parameters": model.parameter_count,
         "data": recipe.data,
-        "evaluated_on": datamodule.test_description,
-        "test_acc": tested["test/acc"],
-        "test_loss": tested["test/loss"],
+        "evaluated_on": datamodule.test_description if tested else None,
+        "test_acc": tested.get("test/acc"),
+        "test_loss": tested.get("test/loss"),
         "epochs_run": trainer.current_epoch,
         "best_epoch": best_epoch,
-        "monitor": recipe.monitor,
-        "best_monitor_value": float(checkpoint.best_model_score) if best else None,
+        "monitor": checkpoint_monitor(recipe),
+        "best_monitor_value": float(checkpoint.best_model_score) if best and checkpoint_monitor(recipe) else None,
         "best_checkpoint": best,
         "last_checkpoint": str(last) if (last := run_dir / "checkpoints" / "last.ckpt").is_file() else None,
         "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in trainer.callbacks),

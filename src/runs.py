@@ -19,9 +19,11 @@ def version_dirs(logdir: str | Path, model: str) -> list[Path]:
     return sorted(runs, key=lambda p: int(p.name.removeprefix("version_")))
 
 
-def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: int, optimizer: str) -> Path:
-    """`last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the checkpoint to resume,
-    checked to be one of `model`, trained with `optimizer`, that has not trained past `max_epochs`."""
+def resume_checkpoint(recipe) -> Path:
+    """The recipe's `resume`: `last` (the newest run's last.ckpt), a run directory, or a .ckpt file -> the
+    checkpoint to resume, checked to be one of its model, optimizer and validation share that has not
+    trained past its `max_epochs`."""
+    resume, logdir, model = recipe.resume, recipe.logdir, recipe.model
     if resume == "last":
         candidates = [run / "checkpoints" / "last.ckpt" for run in version_dirs(logdir, model)]
         candidates = [c for c in candidates if c.exists()]
@@ -34,13 +36,14 @@ def resume_checkpoint(resume: str, logdir: str | Path, model: str, max_epochs: i
             path = path / "checkpoints" / "last.ckpt"
         if not path.is_file():
             raise UserError("--resume", f"{path} does not exist")
-    _check_resumable(path, model, max_epochs, optimizer)
+    _check_resumable(path, recipe)
     return path
 
 
-def _check_resumable(checkpoint: Path, model: str, max_epochs: int, optimizer: str) -> None:
+def _check_resumable(checkpoint: Path, recipe) -> None:
     from src.checkpoints import read_checkpoint
 
+    model, max_epochs, optimizer = recipe.model, recipe.max_epochs, recipe.optimizer
     saved = read_checkpoint(checkpoint)
     hyperparameters = saved.get("hyper_parameters") or {}
     arch = hyperparameters.get("arch")
@@ -49,6 +52,12 @@ def _check_resumable(checkpoint: Path, model: str, max_epochs: int, optimizer: s
     trained_with = hyperparameters.get("optimizer")
     if trained_with is not None and trained_with != optimizer:  # its state would not load into another optimizer
         raise UserError(checkpoint, f"was trained with {trained_with}; the recipe now says {optimizer}")
+    # Another share would move images between training and validation: validation would score trained-on ones.
+    held_out = (saved.get("datamodule_hyper_parameters") or {}).get("val_fraction", recipe.val_fraction)
+    if held_out != recipe.val_fraction:
+        raise UserError(
+            checkpoint, f"was trained with val_fraction {held_out:g}; give --val-fraction {held_out:g} to resume it"
+        )
     loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
     if isinstance(done, int) and done > max_epochs:

@@ -36,6 +36,12 @@ def build_parser() -> Parser:
     add("--batch-size", "global batch size (divided across processes)", d.batch_size, type=int)
     add("--lr", "learning rate", d.lr, type=float)
     add("--seed", "random seed (split, init, shuffling)", d.seed, type=int)
+    add(
+        "--val-fraction",
+        "share of the labelled images held out; 0: train on all, keep the last epoch",
+        d.val_fraction,
+        type=float,
+    )
     add("--limit-train-batches", "batches (int) or fraction (float) of training per epoch", "all", type=limit_value)
     add("--limit-val-batches", "batches (int) or fraction (float) of validation", "all", type=limit_value)
     add("--resume", "'last' (newest run of this model), a run directory or a .ckpt", "none")
@@ -93,11 +99,7 @@ def train(recipe: Recipe) -> int:
     for size in [recipe.batch_size, *(recipe.batch_schedule or {}).values()]:
         if size % plan.processes:
             raise UserError("--batch-size", f"{size} does not divide across {plan.processes} processes")
-    resume_from = (
-        resume_checkpoint(recipe.resume, recipe.logdir, recipe.model, recipe.max_epochs, recipe.optimizer)
-        if recipe.resume
-        else None
-    )
+    resume_from = resume_checkpoint(recipe) if recipe.resume else None
     quiet_lightning()
     apply_global_settings(plan)
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
@@ -121,7 +123,7 @@ def train(recipe: Recipe) -> int:
         plugins=[AtomicCheckpointIO()],
         fast_dev_run=recipe.fast_dev_run,
         limit_train_batches=recipe.limit_train_batches,
-        limit_val_batches=recipe.limit_val_batches,
+        limit_val_batches=0 if recipe.val_fraction == 0 else recipe.limit_val_batches,
         deterministic=recipe.deterministic,
         reload_dataloaders_every_n_epochs=1 if recipe.batch_schedule else 0,
         log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches)),
@@ -158,13 +160,17 @@ def train(recipe: Recipe) -> int:
         return 130
     if tested is None:  # a DDP process other than rank 0: its work ended with fit
         return 0
-    print(
-        f"test accuracy {tested['test/acc']:.2%} (loss {tested['test/loss']:.4f}) on the {datamodule.test_description}"
-    )
+    if tested:
+        print(
+            f"test accuracy {tested['test/acc']:.2%} (loss {tested['test/loss']:.4f}) on the {datamodule.test_description}"
+        )
+    else:
+        print("not tested: every labelled image of train.csv was trained on (val_fraction 0)")
     if not writes_files:
         print("fast-dev-run: nothing was written")
         return 0
-    logger.log_metrics({"hp_metric": tested["test/acc"]}, step=trainer.global_step)
+    if tested:
+        logger.log_metrics({"hp_metric": tested["test/acc"]}, step=trainer.global_step)
     throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
     results = write_results(recipe, model, datamodule, trainer, tested, throughput, plan, started, IMPORTED_AT)
     print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
@@ -172,7 +178,8 @@ def train(recipe: Recipe) -> int:
 
 
 def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
-    """Test the best checkpoint (the final weights without one) in one process; None on other DDP ranks."""
+    """Test the best checkpoint (the final weights without one) in one process; None on other DDP ranks,
+    {} when no labelled image is left to test on (a Kaggle run with val_fraction 0)."""
     import lightning.pytorch as pl
     import torch
     from lightning.pytorch.callbacks import TQDMProgressBar
@@ -185,11 +192,13 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
     # load the raw weights from the checkpoint instead of the average it holds), and after mixed
     # precision: the test runs in full precision, as evaluate, predict and export read the checkpoint,
     # so that the run's test accuracy is the one they give.
-    if trainer.world_size > 1 or recipe.ema_decay is not None or plan.precision != "32-true":
-        if trainer.world_size > 1:
-            torch.distributed.destroy_process_group()
+    if trainer.world_size > 1:
+        torch.distributed.destroy_process_group()
         if not trainer.is_global_zero:
             return None
+    if not len(datamodule.test_set):
+        return {}
+    if trainer.world_size > 1 or recipe.ema_decay is not None or plan.precision != "32-true":
         tester = pl.Trainer(
             accelerator=plan.accelerator,
             devices=1,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from src.config import CONFIG_DIR, Recipe, recipe_path, resolve_recipe
+from src.config import CONFIG_DIR, Recipe, checkpoint_monitor, recipe_path, resolve_recipe
 from src.errors import UserError
 
 
@@ -64,6 +64,8 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         ),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
         ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),
+        ({"val_fraction": 1.0}, "val_fraction: must be at least 0 (0: no validation) and below 1, got 1.0"),
+        ({"val_fraction": -0.1}, "val_fraction: must be at least 0 (0: no validation) and below 1, got -0.1"),
         ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
     ],
 )
@@ -160,3 +162,32 @@ def test_a_models_recipe_is_named_as_the_user_sees_it(tmp_path, monkeypatch):
     assert recipe_path("lenet5") == Path("configs/lenet5.yaml")
     monkeypatch.chdir(tmp_path)
     assert recipe_path("lenet5") == CONFIG_DIR / "lenet5.yaml" and recipe_path("lenet5").is_file()
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        (
+            "early_stopping: {patience: 2}\n",
+            "val_fraction: 0 leaves no validation data, but early stopping watches val/acc",
+        ),
+        (
+            "scheduler: plateau\n",
+            "val_fraction: 0 leaves no validation data, but the plateau scheduler watches val/acc",
+        ),
+    ],
+)
+def test_without_validation_data_nothing_may_watch_a_validation_metric(recipe, message, tmp_path):
+    config = tmp_path / "r.yaml"
+    config.write_text("model: lenet5\nmonitor: val/acc\n" + recipe)
+    assert resolve_recipe({}, str(config)).val_fraction == 0.1
+    with pytest.raises(UserError) as error:
+        resolve_recipe({"val_fraction": 0.0}, str(config))
+    assert str(error.value) == message
+
+
+def test_without_validation_data_the_final_epoch_is_kept_unless_a_training_metric_is_monitored():
+    assert checkpoint_monitor(resolve_recipe({"model": "deep_bn_cnn"})) == "val/acc"
+    assert checkpoint_monitor(resolve_recipe({"model": "deep_bn_cnn", "val_fraction": 0.0})) is None
+    lenet5 = resolve_recipe({"model": "lenet5", "val_fraction": 0.0})  # plateau and early stopping on train/loss
+    assert (lenet5.scheduler, checkpoint_monitor(lenet5)) == ("plateau", "train/loss")

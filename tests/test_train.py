@@ -202,6 +202,14 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
     [
         ({"state_dict": {}, "hyper_parameters": {"arch": "mlp"}}, "is a checkpoint of 'mlp', not of --model lenet5"),
         (b"not a checkpoint", "is not a readable checkpoint (not a file torch.save wrote)"),
+        (
+            {
+                "state_dict": {},
+                "hyper_parameters": {"arch": "lenet5"},
+                "datamodule_hyper_parameters": {"val_fraction": 0.0},
+            },
+            "was trained with val_fraction 0; give --val-fraction 0 to resume it",
+        ),
     ],
 )
 def test_resuming_from_an_incompatible_checkpoint_is_one_line(content, message, tmp_path, capsys):
@@ -254,6 +262,43 @@ def run_recipe(tmp_path, recipe: str, *flags: str) -> Path:
     path.write_text(recipe)
     assert main(["--config", str(path), "--logdir", str(tmp_path), "--limit-val-batches", "1", *flags]) == 0
     return tmp_path / "lenet5" / "version_0"
+
+
+def test_val_fraction_0_trains_on_all_of_train_csv_and_keeps_the_final_epoch(tmp_path, capsys, recwarn):
+    """Kaggle's usual last step: no image is held out, so nothing can pick an epoch or test the model."""
+    recipe = tmp_path / "all.yaml"
+    recipe.write_text("model: lenet5\nmonitor: val/acc\nema_decay: 0.9\nmax_epochs: 2\nprecision: 32-true\n")
+    argv = ["--config", str(recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--val-fraction", "0"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not tested: every labelled image of train.csv was trained on (val_fraction 0)\n" in out
+    assert [str(w.message) for w in recwarn] == []  # no validation loop over nothing ("DataLoader ... is zero")
+    run = tmp_path / "lenet5" / "version_0"
+    results = json.loads((run / "results.json").read_text())
+    assert results["train_images"] == 2 * 2000
+    assert (results["epochs_run"], results["best_epoch"], results["monitor"]) == (2, 2, None)
+    assert (results["test_acc"], results["test_loss"], results["evaluated_on"], results["best_monitor_value"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    kept = torch.load(results["best_checkpoint"], weights_only=True)["state_dict"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.equal(kept[name], last[name]) for name in last)
+    assert evaluate(["--ckpt", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {results['best_checkpoint']}: trained on every labelled image of train.csv (val_fraction 0): "
+        "none is left to evaluate on\n"
+    )
+    assert not (run / "evaluation").exists()
+
+
+def test_val_fraction_0_on_mnist_still_tests_on_the_mnist_test_set(tmp_path):
+    argv = ["--model", "keras_cnn", "--val-fraction", "0", "--max-epochs", "1", "--limit-train-batches", "5"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "keras_cnn" / "version_0" / "results.json").read_text())
+    assert results["evaluated_on"] == "MNIST test set (10,000 images)" and results["test_acc"] > 0.1
 
 
 def test_batch_schedule_is_followed_by_a_real_run(tmp_path):

@@ -77,7 +77,7 @@ class DigitsDataModule(pl.LightningDataModule):
             return
         images, labels = self._load_training_source()
         train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.seed)
-        if len(train) == 0 or len(val) == 0:
+        if len(train) == 0 or (len(val) == 0 and self.hparams.val_fraction > 0):
             source = (
                 "MNIST's training set" if self.hparams.data == "mnist" else Path(self.hparams.data_dir) / "train.csv"
             )

@@ -77,3 +77,11 @@ def test_under_ddp_validation_is_sharded_without_duplicates_unless_that_could_le
     assert shards(2, limit=0.4) == [None, None]  # 3 and 2 batches would round to 1 and 0
     assert shards(2, limit=2) == halves  # a batch count: each process runs min(2, its own)
     assert shards(300) == [None] * 300  # 201 images cannot give every process one
+
+
+@pytest.mark.parametrize("data, labelled", [("mnist", 60000), ("kaggle", 2000)])
+def test_val_fraction_0_trains_on_every_labelled_image(data, labelled):
+    dm = DigitsDataModule(data=data, data_dir=str(KAGGLE_DIR) if data == "kaggle" else None, val_fraction=0.0)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (labelled, 0)
+    assert len(dm.test_set) == (10000 if data == "mnist" else 0)  # Kaggle's test split was its validation split

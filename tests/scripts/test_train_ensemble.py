@@ -59,3 +59,30 @@ def test_a_bad_training_flag_is_one_line(capsys, tmp_path):
         capsys.readouterr().err.strip()
         == "error: python -m src.train: argument --max-epochs: invalid int value: 'zero'"
     )
+
+
+def test_kaggle_members_trained_on_all_of_train_csv_lead_to_the_submission_command(tmp_path, capsys):
+    from src.predict import main as predict
+    from tests.conftest import KAGGLE_DIR
+
+    kaggle = ["--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--val-fraction", "0", "--max-epochs", "1"]
+    assert train_ensemble.main(["--model", "lenet5", "--members", "2", "--logdir", str(tmp_path), *kaggle]) == 0
+    runs = [tmp_path / "lenet5" / f"version_{i}" for i in (0, 1)]
+    command = capsys.readouterr().out.splitlines()[-1]
+    assert command == (
+        f"python -m src.predict --ckpt {runs[0]} {runs[1]} --input {KAGGLE_DIR / 'test.csv'} --output submission.csv"
+    )
+    submission = tmp_path / "submission.csv"
+    assert predict([*command.split()[3:-1], str(submission)]) == 0
+    rows = submission.read_text().splitlines()
+    assert rows[0] == "ImageId,Label" and len(rows) == 1 + 1000
+
+
+def test_a_member_without_a_validation_split_is_listed_with_its_final_epoch(tmp_path):
+    run = tmp_path / "version_0"
+    run.mkdir()
+    results = {"seed": 3, "parameters": 61706, "epochs_run": 2, "monitor": None, "best_monitor_value": None}
+    (run / "results.json").write_text(json.dumps({**results, "train_seconds": 12.3}))
+    metrics = {"members": [{"accuracy": 0.9912}], "ensemble": None}
+    row = train_ensemble.results_table([run], metrics, "a CPU").splitlines()[2]
+    assert row == f"| seed 3 | 61,706 | 2 | final epoch (no validation split) | 99.12% | 12 | a CPU | {run} |"
