@@ -230,7 +230,7 @@ def test_a_csv_too_small_to_split_stops_before_anything_is_written(tmp_path, cap
     argv = ["--data", "kaggle", "--data-dir", str(tmp_path), "--logdir", str(tmp_path / "logs")]
     assert main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: {tmp_path / 'train.csv'}: 3 labelled images leave 3 for training and 0 for validation at val_fraction 0.1\n"
+        f"error: {tmp_path / 'train.csv'}: 3 labelled images leave 3 for training and 0 for validation at val_fraction 0.1; --val-fraction 0 trains on all\n"
     )
     assert not (tmp_path / "logs").exists()
 

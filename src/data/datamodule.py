@@ -84,7 +84,7 @@ class DigitsDataModule(pl.LightningDataModule):
             raise UserError(
                 source,
                 f"{len(labels):,} labelled images leave {len(train)} for training and {len(val)} for validation "
-                f"at val_fraction {self.hparams.val_fraction:g}",
+                f"at val_fraction {self.hparams.val_fraction:g}; --val-fraction 0 trains on all",
             )
         self.train_set = TensorBatches(images[train], labels[train])
         self.val_set = TensorBatches(images[val], labels[val])
