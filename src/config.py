@@ -70,10 +70,15 @@ def early_stopping_args(recipe: Recipe) -> dict:
     return {**EARLY_STOPPING_DEFAULTS, **recipe.early_stopping}
 
 
+def validates(recipe: Recipe) -> bool:
+    """Whether the run validates: it holds images out (val_fraction 0, Kaggle's usual last step, trains
+    on every labelled image) and reads them (--limit-val-batches 0 skips validation)."""
+    return recipe.val_fraction > 0 and recipe.limit_val_batches != 0
+
+
 def checkpoint_monitor(recipe: Recipe) -> str | None:
-    """The metric that picks the run's checkpoint; None: the final epoch's, when there is no validation
-    data to pick by (val_fraction 0, Kaggle's usual last step: train on every labelled image)."""
-    return None if recipe.val_fraction == 0 and recipe.monitor.startswith("val/") else recipe.monitor
+    """The metric that picks the run's checkpoint; None: the final epoch's, with no validation to pick by."""
+    return None if recipe.monitor.startswith("val/") and not validates(recipe) else recipe.monitor
 
 
 def recipe_path(model: str) -> Path:
@@ -194,15 +199,18 @@ def validate(recipe: Recipe) -> None:
         raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
     if recipe.ema_decay is not None and not 0 < recipe.ema_decay < 1:
         raise UserError("ema_decay", f"must be between 0 and 1, got {recipe.ema_decay}")
-    if recipe.monitor.startswith("val/") and recipe.limit_val_batches == 0:
-        raise UserError("--limit-val-batches", f"0 disables validation, but the recipe monitors {recipe.monitor}")
-    if recipe.val_fraction == 0 and recipe.monitor.startswith("val/"):
+    if recipe.monitor.startswith("val/") and not validates(recipe):
+        key, why = (
+            ("val_fraction", "holds no images out")
+            if recipe.val_fraction == 0
+            else ("--limit-val-batches", "skips validation")
+        )
         for watcher, present in (
             ("early stopping", recipe.early_stopping is not None),
             ("the plateau scheduler", recipe.scheduler == "plateau"),
         ):
             if present:
-                raise UserError("val_fraction", f"0 leaves no validation data, but {watcher} watches {recipe.monitor}")
+                raise UserError(key, f"0 {why}, but {watcher} watches {recipe.monitor}")
     if recipe.batch_schedule is not None:
         for epoch, size in recipe.batch_schedule.items():
             if not (isinstance(epoch, int) and isinstance(size, int) and epoch >= 0 and size >= 1):

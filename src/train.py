@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from src.cli import Parser, devices_value, limit_value, quiet_lightning, run_command
-from src.config import Recipe, resolve_recipe, to_yaml
+from src.config import Recipe, resolve_recipe, to_yaml, validates
 from src.errors import UserError
 
 IMPORTED_AT = time.time()  # start-up is measured from here: the interpreter and these imports take ~0.1 s
@@ -123,7 +123,7 @@ def train(recipe: Recipe) -> int:
         plugins=[AtomicCheckpointIO()],
         fast_dev_run=recipe.fast_dev_run,
         limit_train_batches=recipe.limit_train_batches,
-        limit_val_batches=0 if recipe.val_fraction == 0 else recipe.limit_val_batches,
+        limit_val_batches=recipe.limit_val_batches if validates(recipe) else 0,
         deterministic=recipe.deterministic,
         reload_dataloaders_every_n_epochs=1 if recipe.batch_schedule else 0,
         log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches)),

@@ -66,16 +66,11 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),
         ({"val_fraction": 1.0}, "val_fraction: must be at least 0 (0: no validation) and below 1, got 1.0"),
         ({"val_fraction": -0.1}, "val_fraction: must be at least 0 (0: no validation) and below 1, got -0.1"),
-        ({"limit_val_batches": 0}, "--limit-val-batches: 0 disables validation, but the recipe monitors val/loss"),
     ],
 )
-def test_bad_values_are_one_line_errors(flags, message, tmp_path):
-    config = None
-    if "limit_val_batches" in flags:
-        config = tmp_path / "r.yaml"
-        config.write_text("model: lenet5\nmonitor: val/loss\n")
+def test_bad_values_are_one_line_errors(flags, message):
     with pytest.raises(UserError) as error:
-        resolve_recipe(flags, str(config) if config else None)
+        resolve_recipe(flags)
     assert str(error.value) == message
 
 
@@ -165,29 +160,27 @@ def test_a_models_recipe_is_named_as_the_user_sees_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "recipe, message",
+    "watcher, recipe", [("early stopping", "early_stopping: {}"), ("the plateau scheduler", "scheduler: plateau")]
+)
+@pytest.mark.parametrize(
+    "flags, problem",
     [
-        (
-            "early_stopping: {patience: 2}\n",
-            "val_fraction: 0 leaves no validation data, but early stopping watches val/acc",
-        ),
-        (
-            "scheduler: plateau\n",
-            "val_fraction: 0 leaves no validation data, but the plateau scheduler watches val/acc",
-        ),
+        ({"val_fraction": 0.0}, "val_fraction: 0 holds no images out"),
+        ({"limit_val_batches": 0}, "--limit-val-batches: 0 skips validation"),
     ],
 )
-def test_without_validation_data_nothing_may_watch_a_validation_metric(recipe, message, tmp_path):
+def test_without_validation_nothing_may_watch_a_validation_metric(watcher, recipe, flags, problem, tmp_path):
     config = tmp_path / "r.yaml"
-    config.write_text("model: lenet5\nmonitor: val/acc\n" + recipe)
+    config.write_text(f"model: lenet5\nmonitor: val/acc\n{recipe}\n")
     assert resolve_recipe({}, str(config)).val_fraction == 0.1
     with pytest.raises(UserError) as error:
-        resolve_recipe({"val_fraction": 0.0}, str(config))
-    assert str(error.value) == message
+        resolve_recipe(flags, str(config))
+    assert str(error.value) == f"{problem}, but {watcher} watches val/acc"
 
 
 def test_without_validation_data_the_final_epoch_is_kept_unless_a_training_metric_is_monitored():
     assert checkpoint_monitor(resolve_recipe({"model": "deep_bn_cnn"})) == "val/acc"
     assert checkpoint_monitor(resolve_recipe({"model": "deep_bn_cnn", "val_fraction": 0.0})) is None
+    assert checkpoint_monitor(resolve_recipe({"model": "deep_bn_cnn", "limit_val_batches": 0})) is None
     lenet5 = resolve_recipe({"model": "lenet5", "val_fraction": 0.0})  # plateau and early stopping on train/loss
     assert (lenet5.scheduler, checkpoint_monitor(lenet5)) == ("plateau", "train/loss")
