@@ -71,8 +71,8 @@ def early_stopping_args(recipe: Recipe) -> dict:
 
 
 def validates(recipe: Recipe) -> bool:
-    """Whether the run validates: it holds images out (val_fraction 0, Kaggle's usual last step, trains
-    on every labelled image) and reads them (--limit-val-batches 0 skips validation)."""
+    """Whether the run validates: it holds images out (val_fraction 0 trains on every labelled image,
+    Kaggle's usual last step) and reads them (--limit-val-batches 0 skips validation)."""
     return recipe.val_fraction > 0 and recipe.limit_val_batches != 0
 
 
