@@ -16,6 +16,7 @@ def write_results(
     import torch
 
     checkpoint = trainer.checkpoint_callback
+    monitor = checkpoint_monitor(recipe)
     best = checkpoint.best_model_path or None
     best_epoch = torch.load(best, map_location="cpu", weights_only=True)["epoch"] + 1 if best else None
     run_dir = Path(trainer.logger.log_dir)
@@ -28,8 +29,8 @@ def write_results(
         "test_loss": tested.get("test/loss"),
         "epochs_run": trainer.current_epoch,
         "best_epoch": best_epoch,
-        "monitor": checkpoint_monitor(recipe),
-        "best_monitor_value": float(checkpoint.best_model_score) if best and checkpoint_monitor(recipe) else None,
+        "monitor": monitor,
+        "best_monitor_value": float(checkpoint.best_model_score) if best and monitor else None,
         "best_checkpoint": best,
         "last_checkpoint": str(last) if (last := run_dir / "checkpoints" / "last.ckpt").is_file() else None,
         "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in trainer.callbacks),
