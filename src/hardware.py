@@ -259,8 +259,11 @@ def apply_global_settings(plan: HardwarePlan) -> None:
         # initialised, it makes every Adam step dlopen NVML (~0.3 ms each on a CUDA build, measured).
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
     if plan.tf32:
-        torch.backends.cuda.matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        # The legacy setters, not `torch.backends.cuda.matmul.fp32_precision = "tf32"`: Lightning reads
+        # torch.get_float32_matmul_precision() as every CUDA Trainer starts, and torch (2.14) raises there
+        # ("mix of the legacy and new APIs") once only the new one was written.
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def describe(plan: HardwarePlan, probe: Probe, global_batch: int) -> str:

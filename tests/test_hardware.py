@@ -114,18 +114,24 @@ def test_several_nodes_without_a_launcher_is_an_error_not_a_hang():
         plan(FOUR_A100, devices=4, num_nodes=2)
 
 
-def test_global_settings_turn_tf32_on_for_gpus_that_have_it_and_set_the_threads():
+def test_global_settings_turn_tf32_on_in_a_way_lightnings_cuda_trainer_accepts(monkeypatch):
     import torch
+    from lightning.fabric.accelerators.cuda import _check_cuda_matmul_precision
 
     matmul, conv, threads = (
-        torch.backends.cuda.matmul.fp32_precision,
-        torch.backends.cudnn.conv.fp32_precision,
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.allow_tf32,
         torch.get_num_threads(),
     )
     try:
         apply_global_settings(plan(H100))
         assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("tf32",) * 2
         assert torch.get_num_threads() == plan(H100).threads
+        # What every Trainer on a CUDA device runs first: it raised after the new fp32_precision API alone.
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+        _check_cuda_matmul_precision.__wrapped__(torch.device("cuda", 0))
     finally:
-        torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision = matmul, conv
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = conv
         torch.set_num_threads(threads)
