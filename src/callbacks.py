@@ -41,6 +41,17 @@ def warmed_up_ema(decay: float):
     return update
 
 
+class DeviceWeightAveraging(WeightAveraging):
+    """Lightning's WeightAveraging with the average on the training device. Lightning's builds it in
+    `setup`, before the strategy moves the model to the GPU, so on a GPU the average stayed on the CPU and
+    every step copied each weight to the host and waited for it."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self._device is None:
+            self._device = trainer.strategy.root_device
+        super().setup(trainer, pl_module, stage)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes beside the target and renames. Lightning's own "atomic" save stages the file in the
     system temp dir and moves it, which is a copy (not atomic) when that is another filesystem."""
@@ -193,7 +204,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         callbacks.append(RunCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
     if recipe.ema_decay is not None:
         # Lightning swaps the average in for validation, checkpoints and the end of training.
-        callbacks.append(WeightAveraging(multi_avg_fn=warmed_up_ema(recipe.ema_decay)))
+        callbacks.append(DeviceWeightAveraging(multi_avg_fn=warmed_up_ema(recipe.ema_decay)))
     if recipe.early_stopping is not None:
         callbacks.append(
             EarlyStopping(

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from src.callbacks import TrainThroughput, warmed_up_ema
+from src.callbacks import DeviceWeightAveraging, TrainThroughput, warmed_up_ema
 
 
 @pytest.mark.parametrize(("updates_so_far", "decay"), [(1, 2 / 11), (90, 91 / 100), (100_000, 0.999)])
@@ -39,3 +39,13 @@ def test_train_throughput_counts_the_gpus_queued_work_with_one_sync_per_epoch(mo
     assert syncs == [gpu, gpu]  # at the span's start and after its last step, never per step
     assert throughput.images == 32
     assert throughput.seconds >= 0.05
+
+
+def test_the_weight_average_lives_on_the_training_device():
+    # Lightning builds the average before the model moves to the GPU; "meta" stands in for a GPU here.
+    from src.models.classifier import DigitClassifier
+
+    averaging = DeviceWeightAveraging(multi_avg_fn=warmed_up_ema(0.999))
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    averaging.setup(trainer, DigitClassifier("lenet5"), "fit")
+    assert {p.device.type for p in averaging._average_model.parameters()} == {"meta"}
