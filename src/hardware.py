@@ -72,7 +72,6 @@ class HardwarePlan:
             "num_nodes": self.num_nodes,
             "strategy": self.strategy,
             "precision": self.precision,
-            "benchmark": self.cudnn_benchmark if self.accelerator == "cuda" else None,
         }
 
     def to_dict(self) -> dict:
@@ -250,7 +249,9 @@ def _plan_memory_format(asked: str | None, accelerator: str, probe: Probe, reaso
 
 
 def apply_global_settings(plan: HardwarePlan) -> None:
-    """Thread count and TF32 must be set before the first matrix multiply."""
+    """Thread count, TF32 and cuDNN's autotuning, before the first matrix multiply and convolution. Set here, not
+    as Trainer(benchmark=...), so that the benchmark scripts' own loops run as training does; a Trainer with
+    deterministic=True still turns autotuning off (it picks algorithms by timing, so it is not deterministic)."""
     import torch
 
     torch.set_num_threads(plan.threads)
@@ -258,6 +259,8 @@ def apply_global_settings(plan: HardwarePlan) -> None:
         # Lightning sets this at import to keep forked workers usable with CUDA. With CUDA never
         # initialised, it makes every Adam step dlopen NVML (~0.3 ms each on a CUDA build, measured).
         os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    if plan.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
     if plan.tf32:
         # The legacy setters, not `torch.backends.cuda.matmul.fp32_precision = "tf32"`: Lightning reads
         # torch.get_float32_matmul_precision() as every CUDA Trainer starts, and torch (2.14) raises there

@@ -22,7 +22,7 @@ def plan(probe, **asked):
 def test_cpu_only_machine():
     p = plan(CPU)
     assert (p.accelerator, p.devices, p.strategy, p.precision, p.threads) == ("cpu", 1, "auto", "32-true", 8)
-    assert p.trainer_kwargs()["benchmark"] is None and not p.tf32
+    assert not p.cudnn_benchmark and not p.tf32
 
 
 def test_one_gpu_with_bf16():
@@ -114,24 +114,33 @@ def test_several_nodes_without_a_launcher_is_an_error_not_a_hang():
         plan(FOUR_A100, devices=4, num_nodes=2)
 
 
-def test_global_settings_turn_tf32_on_in_a_way_lightnings_cuda_trainer_accepts(monkeypatch):
+def test_global_settings_turn_tf32_and_cudnn_autotuning_on_in_a_way_lightnings_cuda_trainer_accepts(monkeypatch):
     import torch
     from lightning.fabric.accelerators.cuda import _check_cuda_matmul_precision
+    from lightning.pytorch.trainer.connectors.accelerator_connector import _set_torch_flags
 
-    matmul, conv, threads = (
+    matmul, conv, autotune = (
         torch.get_float32_matmul_precision(),
         torch.backends.cudnn.allow_tf32,
-        torch.get_num_threads(),
+        torch.backends.cudnn.benchmark,
     )
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # restored after the test; Lightning sets it below
     try:
         apply_global_settings(plan(H100))
         assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == ("tf32",) * 2
-        assert torch.get_num_threads() == plan(H100).threads
+        assert torch.get_num_threads() == plan(H100).threads and torch.backends.cudnn.benchmark
         # What every Trainer on a CUDA device runs first: it raised after the new fp32_precision API alone.
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
         _check_cuda_matmul_precision.__wrapped__(torch.device("cuda", 0))
+        # A Trainer keeps the plan's autotuning, except with --deterministic (autotuning picks by timing).
+        _set_torch_flags(deterministic=None, benchmark=plan(H100).trainer_kwargs().get("benchmark"))
+        assert torch.backends.cudnn.benchmark
+        _set_torch_flags(deterministic=True, benchmark=plan(H100).trainer_kwargs().get("benchmark"))
+        assert not torch.backends.cudnn.benchmark
     finally:
         torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = conv
+        torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = conv, autotune
+        torch.use_deterministic_algorithms(False)
         torch.set_num_threads(threads)
