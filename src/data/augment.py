@@ -88,5 +88,7 @@ class Augmentation:
         field = torch.rand(count, 2, *points, device=device) * 2 - 1
         field = F.interpolate(field, size=(height, width), mode="bicubic", align_corners=True)
         field = field / field.abs().amax(dim=(2, 3), keepdim=True).clamp(min=1e-8)
-        scale = torch.tensor([2 * self.elastic_alpha / width, 2 * self.elastic_alpha / height], device=device)
-        return field.permute(0, 2, 3, 1) * scale
+        # Scaled by Python numbers: a scale tensor made from a list would be a blocking copy to a GPU each batch.
+        field[:, 0] *= 2 * self.elastic_alpha / width
+        field[:, 1] *= 2 * self.elastic_alpha / height
+        return field.permute(0, 2, 3, 1)
