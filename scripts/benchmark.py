@@ -224,6 +224,15 @@ def time_to_accuracy(plan, recipe_file: str, every_n_steps: int, targets: tuple[
     return probe
 
 
+def reached_cells(run: TestAccuracyProbe, targets: list[float]) -> str:
+    return " | ".join(
+        f"{run.reached[target][0]:.2f} s ({run.reached[target][1]} steps)"
+        if target in run.reached
+        else f"not reached (final {run.last_accuracy:.2%})"
+        for target in targets
+    )
+
+
 def startup(recipe_file: str) -> tuple[float, float]:
     """(seconds from the command to the first training step, that process's peak RSS in MiB)."""
     with tempfile.TemporaryDirectory() as logdir:
@@ -240,9 +249,27 @@ def paired_ratio(ones: list[float], others: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(ones, others, strict=True))
 
 
+def print_throughput(rows: list, rounds: int) -> None:
+    print(f"lenet5 training images/s: median of {rounds} interleaved rounds (min-max)\n")
+    header = ["batch", "steps/round", "ours (as src.train trains)", "bare Lightning (loss only)"]
+    header += ["plain PyTorch loop", "conventional Lightning (per-sample Dataset)", "ours / plain", "bare / plain"]
+    header += ["ours / conventional"]
+    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
+    for batch_size, steps, median, spread, paired in rows:
+        cells = [
+            f"{median[n]:,.0f} ({spread[n][0]:,.0f}-{spread[n][1]:,.0f})"
+            for n in ("ours", "bare", "plain", "conventional")
+        ]
+        cells += [f"{paired[n]:.2f}x" for n in ("plain", "bare / plain", "conventional")]
+        print(f"| {batch_size} | {steps} | {' | '.join(cells)} |")
+    print("\n(ratios: the median over rounds of one / the other within the same round)\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="*", default=[32, 256], help="lenet5 throughput; none: time-to-accuracy only"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
     parser.add_argument("--seconds", type=float, default=3.0, help="rough length of one round")
     parser.add_argument("--accelerator", default=None)
@@ -291,9 +318,10 @@ def main() -> int:
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    accuracy_runs = {
-        recipe: time_to_accuracy(plan, recipe, args.probe_steps, tuple(args.targets)) for recipe in args.recipes
-    }
+    accuracy_runs = {}
+    for recipe in args.recipes:
+        accuracy_runs[recipe] = run = time_to_accuracy(plan, recipe, args.probe_steps, tuple(args.targets))
+        print(f"{recipe}: {reached_cells(run, args.targets)}", file=sys.stderr)  # kept if a later one is cut
     gpu_peak = f"{torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB" if device.type == "cuda" else "no GPU"
     startup_seconds, host_peak = startup(args.recipes[0])
 
@@ -304,20 +332,9 @@ def main() -> int:
         f"{plan.threads} threads, {plan.memory_format} weights"
     )
     print(f"torch {torch.__version__}, lightning {pl.__version__}, python {platform.python_version()}\n")
-    print(f"lenet5 training images/s: median of {args.rounds} interleaved rounds (min-max)\n")
-    header = ["batch", "steps/round", "ours (as src.train trains)", "bare Lightning (loss only)"]
-    header += ["plain PyTorch loop", "conventional Lightning (per-sample Dataset)", "ours / plain", "bare / plain"]
-    header += ["ours / conventional"]
-    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header))
-    for batch_size, steps, median, spread, paired in rows:
-        cells = [
-            f"{median[n]:,.0f} ({spread[n][0]:,.0f}-{spread[n][1]:,.0f})"
-            for n in ("ours", "bare", "plain", "conventional")
-        ]
-        cells += [f"{paired[n]:.2f}x" for n in ("plain", "bare / plain", "conventional")]
-        print(f"| {batch_size} | {steps} | {' | '.join(cells)} |")
-    print("\n(ratios: the median over rounds of one / the other within the same round)\n")
-    if args.compile:
+    if rows:
+        print_throughput(rows, args.rounds)
+    if rows and args.compile:
         print(
             "| batch | ours + torch.compile (images/s) | ours + compile / ours | compile warm-up s |\n|---:|---:|---:|---:|"
         )
@@ -338,13 +355,7 @@ def main() -> int:
         + "---:|" * len(args.targets)
     )
     for recipe, run in accuracy_runs.items():
-        cells = [
-            f"{run.reached[target][0]:.1f} s ({run.reached[target][1]} steps)"
-            if target in run.reached
-            else f"not reached (final {run.last_accuracy:.2%})"
-            for target in args.targets
-        ]
-        print(f"| {recipe} | {' | '.join(cells)} |")
+        print(f"| {recipe} | {reached_cells(run, args.targets)} |")
     print("\n| start-up and memory | |\n|---|---:|")
     print(f"| `python -m src.train --config {args.recipes[0]}` to its first training step | {startup_seconds:.1f} s |")
     print(f"| peak host memory of that training process | {host_peak:,.0f} MiB |")
