@@ -208,6 +208,7 @@ def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:
             enable_model_summary=False,
             callbacks=[TQDMProgressBar(refresh_rate=recipe.progress_refresh)],
         )
+    torch.set_float32_matmul_precision("highest")  # and without the plan's TF32, which was for training
     return tester.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)[0]
 
 

@@ -389,6 +389,27 @@ def test_a_mixed_precision_run_is_tested_in_full_precision_as_evaluate_reads_it(
     assert metrics["members"][0]["loss"] == pytest.approx(results["test_loss"], rel=1e-5)
 
 
+def test_the_final_test_runs_without_the_tf32_a_gpu_trains_with(tmp_path, monkeypatch):
+    import src.hardware
+
+    apply_global_settings = src.hardware.apply_global_settings
+
+    def as_on_an_ampere_gpu(plan):
+        apply_global_settings(plan)
+        torch.set_float32_matmul_precision("high")  # what a plan with tf32 sets
+
+    monkeypatch.setattr(src.hardware, "apply_global_settings", as_on_an_ampere_gpu)
+    seen = []
+    monkeypatch.setattr(
+        DigitClassifier, "on_test_start", lambda self: seen.append(torch.get_float32_matmul_precision()), raising=False
+    )
+    try:
+        run_recipe(tmp_path, "model: lenet5\nmax_epochs: 1\n", "--limit-train-batches", "5")
+    finally:
+        torch.set_float32_matmul_precision("highest")
+    assert seen == ["highest"]  # as evaluate reads the checkpoint
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
 def test_the_memory_format_asked_for_is_the_one_trained_in(layout, tmp_path):
     run = run_recipe(
