@@ -15,6 +15,8 @@
 #             25.6 s; batch 1024 lr 0.03 3 epochs never reached 99.0%)
 #   ensemble  deep_bn_cnn, 3 seeds and their ensemble, with --tta (issue #7)
 #   tests     (not in the default list) the end-to-end and resume tests, which then train on the GPU
+#   plan      (not in the default list) benchmark_plan.py: every CNN in NCHW and NHWC, fp32 and bf16, on the GPU,
+#             the evidence the hardware plan's memory-format rule lacks there (it keeps NCHW off x86-64 CPUs)
 #
 # Everything goes to $OUT (the device tool brings back at most 8 files): checks.log (all output),
 # summary.md (the tables) and results.tgz (every run's results.json, config.yaml and evaluation metrics).
@@ -81,7 +83,10 @@ for name in "${steps[@]}"; do
         tests)
             step tests 300 "$PY" -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_robustness.py
             ;;
-        *) echo "unknown step $name; steps: smoke bench sweep ensemble tests" >&2 ;;
+        plan)
+            step plan 240 "$PY" scripts/benchmark_plan.py --rounds 3
+            ;;
+        *) echo "unknown step $name; steps: smoke bench sweep ensemble tests plan" >&2 ;;
     esac
 done
 
