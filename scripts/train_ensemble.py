@@ -72,13 +72,15 @@ def train_ensemble(argv: list[str] | None) -> int:
     if args.members < 1:
         parser.error("--members must be at least 1")
 
+    common = ["--model", args.model, "--logdir", args.logdir, *train_flags]
+    first = member_recipe([*common, "--seed", str(args.first_seed)])
+    if first["data"] == "kaggle" and first["val_fraction"] > 0 and first["split_seed"] is None:
+        # The ensemble is scored on held-out images of train.csv: every member must hold out the same ones.
+        common += ["--split-seed", str(args.first_seed)]
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.members):
-        argv = ["--model", args.model, "--logdir", args.logdir, *train_flags, "--seed", str(seed)]
-        flags = vars(build_train_parser().parse_args(argv))
-        config_file = flags.pop("config")
-        flags.pop("print_config")
-        recipe = resolve_recipe(flags, config_file).to_dict()
+        argv = [*common, "--seed", str(seed)]
+        recipe = member_recipe(argv)
         run = finished_run(args.logdir, recipe)
         if run is None:
             status = train(argv)
@@ -109,6 +111,14 @@ def train_ensemble(argv: list[str] | None) -> int:
     if args.output:
         atomic_write_text(args.output, table + "\n")
     return 0
+
+
+def member_recipe(argv: list[str]) -> dict:
+    """The recipe `python -m src.train ARGV` would train."""
+    flags = vars(build_train_parser().parse_args(argv))
+    config_file = flags.pop("config")
+    flags.pop("print_config")
+    return resolve_recipe(flags, config_file).to_dict()
 
 
 def selected_by(results: dict) -> str:

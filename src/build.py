@@ -17,6 +17,7 @@ def make_datamodule(recipe: Recipe, processes: int = 1) -> DigitsDataModule:
         val_fraction=recipe.val_fraction,
         val_split=recipe.val_split,
         seed=recipe.seed,
+        split_seed=recipe.split_seed,
         batch_schedule={epoch: size // processes for epoch, size in (recipe.batch_schedule or {}).items()},
         augment=recipe.augment,
     )

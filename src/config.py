@@ -23,6 +23,7 @@ class Recipe:
     data_dir: str | None = None
     val_fraction: float = 0.1
     val_split: str = "random"  # head, tail or random (seeded)
+    split_seed: int | None = None  # seed of the random split (default: `seed`); an ensemble's members share one
     # optimisation
     max_epochs: int = 10
     batch_size: int = 64  # global: divided across processes
@@ -188,8 +189,9 @@ def validate(recipe: Recipe) -> None:
         raise UserError("val_fraction", f"must be at least 0 (0: no validation) and below 1, got {recipe.val_fraction}")
     if not 0 < recipe.lr < float("inf"):
         raise UserError("lr", f"must be a positive number, got {recipe.lr}")
-    if not 0 <= recipe.seed < 2**32:
-        raise UserError("seed", f"must be between 0 and 2**32 - 1, got {recipe.seed}")
+    for key in ("seed", "split_seed"):
+        if not 0 <= (getattr(recipe, key) or 0) < 2**32:
+            raise UserError(key, f"must be between 0 and 2**32 - 1, got {getattr(recipe, key)}")
     for key in ("limit_train_batches", "limit_val_batches"):
         limit = getattr(recipe, key)
         if limit is not None and (limit < 0 or (isinstance(limit, float) and limit > 1)):

@@ -43,13 +43,40 @@ def evaluation_set(data: str, data_dir: str | None, split: dict):
     if data == "mnist":
         images, labels = load_mnist("test", data_dir)
         return images, labels, f"MNIST test set ({len(labels):,} images)"
-    split = {"seed": split.get("split_seed"), **split}  # checkpoints before 2026-11-25 name the seed split_seed
-    keys = ("val_fraction", "val_split", "seed")
+    keys = ("val_fraction", "val_split", "seed", "split_seed")  # before 2026-11-25 the seed was split_seed alone
     datamodule = DigitsDataModule(
         data="kaggle", data_dir=data_dir, **{k: split[k] for k in keys if split.get(k) is not None}
     )
     datamodule.setup()
     return datamodule.test_set.images, datamodule.test_set.labels, datamodule.test_description
+
+
+def held_out(split: dict) -> tuple:
+    """Which images of train.csv a Kaggle run held out: (val_fraction, val_split, the seed of a random split)."""
+    seed = split.get("seed") if split.get("split_seed") is None else split["split_seed"]
+    return split.get("val_fraction"), split.get("val_split"), seed if split.get("val_split") == "random" else None
+
+
+def check_scorable_on_kaggle(loaded: list) -> None:
+    """Kaggle's train.csv is scored on the first member's held-out images: none of the members may have
+    trained on them (MNIST's files hold most of train.csv's images; another split holds out other ones)."""
+    from src.checkpoints import trained_on
+
+    first_split, first_path = loaded[0][0].data_hparams, loaded[0][1]
+    if first_split.get("val_fraction") == 0:
+        raise UserError(
+            first_path, "trained on every labelled image of train.csv (val_fraction 0): none is left to evaluate on"
+        )
+    for model, path in loaded:
+        if trained_on(model) != "kaggle":
+            raise UserError(path, "was trained on MNIST, whose files hold most of train.csv's images: none is held out")
+        if held_out(model.data_hparams) != held_out(first_split):
+            fraction, how, seed = held_out(model.data_hparams)
+            raise UserError(
+                path,
+                f"held out other images of train.csv (val_fraction {fraction:g}, {how}, seed {seed}) than {first_path}, "
+                "so it trained on some that are scored; train ensemble members with one --split-seed",
+            )
 
 
 def score(probabilities, labels) -> dict:
@@ -86,16 +113,15 @@ def evaluate(args) -> int:
     split, source = loaded[0][0].data_hparams, trained_on(loaded[0][0])
     data = args.data or source
     data_dir = args.data_dir or (split.get("data_dir") if data == source else None)
-    if source == "kaggle" and data == "mnist":  # PITFALLS.md: Kaggle's files are a reshuffle of all of MNIST
-        print(
-            f"note: {loaded[0][1]} was trained on Kaggle's train.csv, whose digits are drawn from all of MNIST, "
-            "test set included: its MNIST test accuracy overstates it",
-            file=sys.stderr,
-        )
-    if data == "kaggle" and split.get("val_fraction") == 0:
-        raise UserError(
-            loaded[0][1], "trained on every labelled image of train.csv (val_fraction 0): none is left to evaluate on"
-        )
+    for model, path in loaded if data == "mnist" else []:  # PITFALLS.md: Kaggle's files reshuffle all of MNIST
+        if trained_on(model) == "kaggle":
+            print(
+                f"note: {path} was trained on Kaggle's train.csv, whose digits are drawn from all of MNIST, "
+                "test set included: its MNIST test accuracy overstates it",
+                file=sys.stderr,
+            )
+    if data == "kaggle":
+        check_scorable_on_kaggle(loaded)
     images, labels, description = evaluation_set(data, data_dir, split)
     members = [predict_probabilities(model, images, args.batch_size, tta=args.tta) for model, _ in loaded]
     reports = [

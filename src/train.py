@@ -36,6 +36,7 @@ def build_parser() -> Parser:
     add("--batch-size", "global batch size (divided across processes)", d.batch_size, type=int)
     add("--lr", "learning rate", d.lr, type=float)
     add("--seed", "random seed (split, init, shuffling)", d.seed, type=int)
+    add("--split-seed", "seed of the random validation split alone", "--seed", type=int)
     add(
         "--val-fraction",
         "share of the labelled images held out; 0: train on all, keep the last epoch",

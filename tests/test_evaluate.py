@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,58 @@ def test_tta_is_reported_apart_from_the_plain_evaluation(short_run, capsys):
     metrics = json.loads((short_run / "evaluation-tta" / "metrics.json").read_text())
     assert metrics["evaluated_on"] == "MNIST test set (10,000 images), with test-time augmentation (1-pixel shifts)"
     assert "with test-time augmentation" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def kaggle_splits(tmp_path_factory) -> dict[str, Path]:
+    """Kaggle runs with a random split: seed 0; seed 1; seed 1 holding out seed 0's images (--split-seed 0)."""
+    from src.train import main as train
+    from tests.conftest import KAGGLE_DIR
+
+    logdir = tmp_path_factory.mktemp("kaggle_splits")
+    recipe = logdir / "random_split.yaml"
+    recipe.write_text("model: lenet5\nval_split: random\nmax_epochs: 1\nmonitor: val/acc\n")
+    runs = {}
+    for name, seeds in {
+        "seed 0": ["--seed", "0"],
+        "seed 1": ["--seed", "1"],
+        "shared": ["--seed", "1", "--split-seed", "0"],
+    }.items():
+        argv = ["--config", str(recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), *seeds]
+        assert train([*argv, "--limit-train-batches", "5", "--logdir", str(logdir / name.replace(" ", "_"))]) == 0
+        runs[name] = next((logdir / name.replace(" ", "_")).glob("lenet5/version_0"))
+    return runs
+
+
+def best_checkpoint(run: Path) -> str:
+    return json.loads((run / "results.json").read_text())["best_checkpoint"]
+
+
+def test_a_kaggle_ensemble_is_scored_only_on_images_none_of_its_members_trained_on(kaggle_splits, tmp_path, capsys):
+    first, other = kaggle_splits["seed 0"], kaggle_splits["seed 1"]
+    assert main(["--ckpt", str(first), str(other), "--output-dir", str(tmp_path / "leaky")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {best_checkpoint(other)}: held out other images of train.csv (val_fraction 0.1, random, seed 1) "
+        f"than {best_checkpoint(first)}, so it trained on some that are scored; "
+        "train ensemble members with one --split-seed\n"
+    )
+    assert not (tmp_path / "leaky").exists()
+
+    shared = kaggle_splits["shared"]
+    assert main(["--ckpt", str(first), str(shared), "--output-dir", str(tmp_path / "shared")]) == 0
+    metrics = json.loads((tmp_path / "shared" / "metrics.json").read_text())
+    assert metrics["evaluated_on"] == "validation split of train.csv (200 images; Kaggle's test.csv has no labels)"
+    # The shared member is scored on its own held-out images, exactly as its run tested itself.
+    own = json.loads((shared / "results.json").read_text())["test_acc"]
+    assert metrics["members"][1]["accuracy"] == pytest.approx(own, abs=1e-6)
+
+
+def test_an_mnist_model_is_not_scored_on_kaggles_images(short_run, tmp_path, capsys):
+    from tests.conftest import KAGGLE_DIR
+
+    argv = ["--ckpt", str(short_run), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR)]
+    assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {best_checkpoint(short_run)}: was trained on MNIST, whose files hold most of train.csv's images: "
+        "none is held out\n"
+    )

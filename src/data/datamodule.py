@@ -49,6 +49,7 @@ class DigitsDataModule(pl.LightningDataModule):
         val_fraction: float = 0.1,
         val_split: str = "random",
         seed: int = 0,
+        split_seed: int | None = None,
         batch_schedule: dict | None = None,
         augment: dict | None = None,
     ):
@@ -76,7 +77,8 @@ class DigitsDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         images, labels = self._load_training_source()
-        train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, self.hparams.seed)
+        split_seed = self.hparams.seed if self.hparams.split_seed is None else self.hparams.split_seed
+        train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, split_seed)
         if len(train) == 0 or (len(val) == 0 and self.hparams.val_fraction > 0):
             source = (
                 "MNIST's training set" if self.hparams.data == "mnist" else Path(self.hparams.data_dir) / "train.csv"

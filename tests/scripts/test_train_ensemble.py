@@ -86,3 +86,22 @@ def test_a_member_without_a_validation_split_is_listed_with_its_final_epoch(tmp_
     metrics = {"members": [{"accuracy": 0.9912}], "ensemble": None}
     row = train_ensemble.results_table([run], metrics, "a CPU").splitlines()[2]
     assert row == f"| seed 3 | 61,706 | 2 | final epoch (no validation split) | 99.12% | 12 | a CPU | {run} |"
+
+
+def test_kaggle_members_hold_out_the_same_images_and_are_scored_on_them(tmp_path):
+    import yaml
+
+    from tests.conftest import KAGGLE_DIR
+
+    recipe = tmp_path / "random_split.yaml"
+    recipe.write_text("model: lenet5\nval_split: random\nmax_epochs: 1\nmonitor: val/acc\n")
+    kaggle = ["--config", str(recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--limit-train-batches", "5"]
+    argv = ["--model", "lenet5", "--members", "2", "--first-seed", "3", "--logdir", str(tmp_path), *kaggle]
+    assert train_ensemble.main(argv) == 0
+    runs = [tmp_path / "lenet5" / f"version_{i}" for i in (0, 1)]
+    configs = [yaml.safe_load((run / "config.yaml").read_text()) for run in runs]
+    assert [(config["seed"], config["split_seed"]) for config in configs] == [(3, 3), (4, 3)]
+    metrics = json.loads((tmp_path / "lenet5" / "ensemble-seeds-3-4" / "metrics.json").read_text())
+    assert metrics["evaluated_on"].startswith("validation split of train.csv (200 images")
+    for member, run in zip(metrics["members"], runs, strict=True):  # each on its own held-out images
+        assert member["accuracy"] == pytest.approx(json.loads((run / "results.json").read_text())["test_acc"], abs=1e-6)
