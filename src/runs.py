@@ -52,18 +52,29 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
     trained_with = hyperparameters.get("optimizer")
     if trained_with is not None and trained_with != optimizer:  # its state would not load into another optimizer
         raise UserError(checkpoint, f"was trained with {trained_with}; the recipe now says {optimizer}")
-    # Another share would move images between training and validation: validation would score trained-on ones.
-    held_out = (saved.get("datamodule_hyper_parameters") or {}).get("val_fraction", recipe.val_fraction)
-    if held_out != recipe.val_fraction:
-        raise UserError(
-            checkpoint, f"was trained with val_fraction {held_out:g}; give --val-fraction {held_out:g} to resume it"
-        )
+    # Other data, another share or split would move images between training and validation (validation would
+    # score trained-on ones), and another seed would draw the rest of the run differently.
+    trained = saved.get("datamodule_hyper_parameters") or {}
+    for key in ("data", "val_fraction", "val_split", "seed", "split_seed"):
+        if key in trained and trained[key] != getattr(recipe, key):
+            raise UserError(checkpoint, f"was trained with {_differing(key, trained[key])}")
     loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
     if isinstance(done, int) and done > max_epochs:
         raise UserError(
             checkpoint, f"has trained {done} epochs, more than --max-epochs {max_epochs}; give at least {done}"
         )
+
+
+def _differing(key: str, value) -> str:
+    """What a run was trained with, and how to resume it so."""
+    flag = "--" + key.replace("_", "-")
+    if value is None:
+        return f"no {flag}; resume it without one"
+    shown = f"{value:g}" if isinstance(value, float) else value
+    if key == "val_split":  # a recipe key without a flag
+        return f"val_split {shown}; resume it with a recipe that says so"
+    return f"{key} {shown}; give {flag} {shown} to resume it"
 
 
 def check_writable(directory: Path) -> None:

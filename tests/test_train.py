@@ -210,6 +210,18 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
             },
             "was trained with val_fraction 0; give --val-fraction 0 to resume it",
         ),
+        *[
+            (
+                {"state_dict": {}, "hyper_parameters": {"arch": "lenet5"}, "datamodule_hyper_parameters": trained},
+                f"was trained with {message}",
+            )
+            for trained, message in [
+                ({"data": "kaggle"}, "data kaggle; give --data kaggle to resume it"),  # it trained on MNIST instead
+                ({"seed": 3}, "seed 3; give --seed 3 to resume it"),
+                ({"split_seed": 5}, "split_seed 5; give --split-seed 5 to resume it"),
+                ({"val_split": "head"}, "val_split head; resume it with a recipe that says so"),
+            ]
+        ],
     ],
 )
 def test_resuming_from_an_incompatible_checkpoint_is_one_line(content, message, tmp_path, capsys):
