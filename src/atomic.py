@@ -19,15 +19,27 @@ class WriteError(UserError):
     was at its path before is untouched."""
 
     def __init__(self, path: Path, error: OSError):
-        super().__init__(path, f"could not be written ({error.strerror or error})")
+        blocker = next((parent for parent in Path(path).parents if parent.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # mkdir says "File exists" of the file in the way
+            super().__init__(path, f"could not be written ({blocker} is a file, not a folder)")
+        else:
+            super().__init__(path, f"could not be written ({error.strerror or error})")
+
+
+def make_parent_folders(path: str | os.PathLike) -> None:
+    """The folders `path` goes in, or a WriteError that says what is in the way."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(Path(path), e) from None
 
 
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it is fsynced and renamed over `path`."""
     path = Path(path)
+    make_parent_folders(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temp_files(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:

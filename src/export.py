@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from src.atomic import WriteError, make_parent_folders
 from src.cli import Parser, run_command
 from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise
 from src.errors import UserError
@@ -69,10 +70,13 @@ def export(ckpt: str, fmt: str, output: str | None) -> int:
     model = ExportedDigitModel(classifier.net).eval()
     pixels = images.unsqueeze(1).float() / 255.0
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folders(target)
     # Both exporters write by path (ONNX may add side files), so each writes into a private folder beside
     # the target; only a verified file is renamed into place, and the folder goes whatever happens.
-    workdir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        workdir = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    except OSError as e:
+        raise WriteError(target, e) from None
     try:
         exported = workdir / target.name
         EXPORTERS[fmt](model, pixels[:2], exported)
@@ -84,9 +88,12 @@ def export(ckpt: str, fmt: str, output: str | None) -> int:
                 file=sys.stderr,
             )
             return 1
-        with open(exported, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(exported, target)
+        try:
+            with open(exported, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(exported, target)
+        except OSError as e:
+            raise WriteError(target, e) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {target} ({target.stat().st_size:,} bytes); max |logit difference| {difference:.1e}")

@@ -93,7 +93,8 @@ def test_an_unwritable_target_is_one_user_error_and_leaves_nothing(tmp_path):
     blocker.write_text("keep")
     (tmp_path / "a-dir").mkdir()
     for target, reason in (
-        (blocker / "out.csv", "Not a directory|File exists"),
+        (blocker / "out.csv", f"{blocker} is a file, not a folder"),
+        (blocker / "sub" / "out.csv", f"{blocker} is a file, not a folder"),
         (tmp_path / "a-dir", "Is a directory"),
     ):
         with pytest.raises(UserError, match=rf"^{target}: could not be written \(({reason})\)$"):

@@ -77,6 +77,15 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {missing}: no such checkpoint file or run directory\n"
 
 
+def test_an_output_under_a_file_is_a_one_line_error(run_dir, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep")
+    output = blocker / "model.pt"
+    assert export.main(["--ckpt", str(run_dir), "--format", "torchscript", "--output", str(output)]) == 2
+    assert capsys.readouterr().err == f"error: {output}: could not be written ({blocker} is a file, not a folder)\n"
+    assert blocker.read_text() == "keep"
+
+
 def test_unknown_format_is_a_one_line_error(run_dir, capsys):
     assert export.main(["--ckpt", str(run_dir), "--format", "tflite"]) == 2
     err = capsys.readouterr().err
