@@ -197,6 +197,8 @@ def validate(recipe: Recipe) -> None:
         if limit is not None and (limit < 0 or (isinstance(limit, float) and limit > 1)):
             flag = "--" + key.replace("_", "-")
             raise UserError(flag, f"a batch count (0 or more) or a fraction in [0, 1], got {limit}")
+    if recipe.limit_train_batches == 0:  # Lightning would skip training and test the initial weights
+        raise UserError("--limit-train-batches", "0 trains nothing; give 1 or more batches, or a fraction above 0")
     if not 0 <= recipe.label_smoothing < 1:
         raise UserError("label_smoothing", f"must be in [0, 1), got {recipe.label_smoothing}")
     if recipe.ema_decay is not None and not 0 < recipe.ema_decay < 1:
@@ -227,9 +229,9 @@ def validate(recipe: Recipe) -> None:
     optimizer = build_optimizer(
         recipe.optimizer, [torch.zeros(1, requires_grad=True)], recipe.lr, recipe.optimizer_args
     )
-    # The scheduler too is built once on that stand-in: a bad key or value fails here, not mid-fit.
+    # The scheduler too is built and stepped once on that stand-in: a bad key or value fails here, not mid-fit.
     try:
-        build_scheduler(
+        scheduler = build_scheduler(
             recipe.scheduler,
             optimizer,
             recipe.scheduler_args,
@@ -238,6 +240,9 @@ def validate(recipe: Recipe) -> None:
             100,
             recipe.max_epochs,
         )
+        if scheduler is not None and recipe.scheduler != "plateau":  # (a plateau's step needs a metric)
+            optimizer.step()
+            scheduler["scheduler"].step()
     except (TypeError, ValueError) as e:
         raise UserError("scheduler_args", f"not accepted by {recipe.scheduler}: {e}") from None
     if recipe.early_stopping is not None:

@@ -1,9 +1,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.config import CONFIG_DIR, Recipe, checkpoint_monitor, recipe_path, resolve_recipe
 from src.errors import UserError
+from src.models.optim import build_optimizer, build_scheduler
 
 
 def test_precedence_defaults_then_recipe_then_flags():
@@ -62,6 +64,15 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
             {"limit_train_batches": 1.5},
             "--limit-train-batches: a batch count (0 or more) or a fraction in [0, 1], got 1.5",
         ),
+        (
+            {"limit_train_batches": 0},
+            "--limit-train-batches: 0 trains nothing; give 1 or more batches, or a fraction above 0",
+        ),
+        (
+            {"limit_train_batches": 0.0},
+            "--limit-train-batches: 0 trains nothing; give 1 or more batches, or a fraction above 0",
+        ),
+        ({"split_seed": 2**32}, "split_seed: must be between 0 and 2**32 - 1, got 4294967296"),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
         ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),
         ({"val_fraction": 1.0}, "val_fraction: must be at least 0 (0: no validation) and below 1, got 1.0"),
@@ -79,13 +90,26 @@ def test_yaml_1_1_numbers_and_precision_are_read_as_meant(tmp_path):
     path.write_text("model: lenet5\nlr: 1e-3\nprecision: 32\n")  # PyYAML reads 1e-3 as a string, 32 as an int
     recipe = resolve_recipe({}, str(path))
     assert (recipe.lr, recipe.precision) == (0.001, "32")
+    # also inside optimizer_args and scheduler_args, which torch would otherwise get as text
+    weight = [torch.zeros(1, requires_grad=True)]
+    assert build_optimizer("adamw", weight, 1e-3, {"weight_decay": "5e-4"}).param_groups[0]["weight_decay"] == 5e-4
+    optimizer = build_optimizer("adam", weight, 1e-3, {})
+    plateau = build_scheduler("plateau", optimizer, {"min_delta": "1e-4"}, "val/loss", "min", 100, 10)["scheduler"]
+    assert plateau.threshold == 1e-4
 
 
 @pytest.mark.parametrize(
     "yaml_text, message",
     [
         ("scheduler: cosine\nscheduler_args: {foo: 1}", "scheduler_args: not accepted by cosine: "),
-        ("scheduler: plateau\nscheduler_args: {factor: abc}", "scheduler_args: not accepted by plateau: "),
+        # Torch reads these only mid-run: when the plateau's metric stalls, or at the first epoch's end.
+        ("scheduler: plateau\nscheduler_args: {min_delta: abc}", "scheduler_args: plateau min_delta must be a number"),
+        ("scheduler: cosine\nscheduler_args: {eta_min: abc}", "scheduler_args: cosine eta_min must be a number"),
+        (
+            "scheduler: onecycle\nscheduler_args: {pct_start: abc}",
+            "scheduler_args: onecycle pct_start must be a number",
+        ),
+        ("scheduler: onecycle\nscheduler_args: {anneal_strategy: cubic}", "scheduler_args: not accepted by onecycle"),
         (
             "early_stopping: {patience: abc}",
             "early_stopping: patience must be a whole number of epochs >= 0, got 'abc'",

@@ -16,14 +16,27 @@ OPTIMIZERS = {
 FUSED = {"adam", "adamw"}
 FUSED_DEVICES = {"cpu", "cuda"}
 SCHEDULERS = ("none", "plateau", "onecycle", "cosine")
+TEXT_ARGS = {"anneal_strategy"}  # OneCycleLR's "cos" or "linear"; every other argument is a number
 PLATEAU_DEFAULTS = {"factor": 0.1, "patience": 10, "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0}  # Keras'
+
+
+def numbers_as_meant(args: dict) -> dict:
+    """`args` with text that reads as a number made a number: PyYAML reads 5e-4 (no dot) as text."""
+
+    def number(value):
+        try:
+            return float(value) if isinstance(value, str) else value
+        except ValueError:
+            return value
+
+    return {key: number(value) for key, value in args.items()}
 
 
 def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Optimizer:
     """The optimizer `name` with learning rate `lr` and the recipe's other arguments (torch names)."""
     if name not in OPTIMIZERS:
         raise UserError("optimizer", f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
-    params = list(params)
+    params, args = list(params), numbers_as_meant(args)
     if name in FUSED and not {"fused", "foreach"} & set(args) and all(p.device.type in FUSED_DEVICES for p in params):
         args = {**args, "fused": True}
     try:
@@ -34,9 +47,12 @@ def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Opt
 
 def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, total_steps: int, epochs: int):
     """A Lightning lr_scheduler config for `name`, or None for "none"."""
-    args = dict(args)
+    args = numbers_as_meant(args)
     if name == "none":
         return None
+    for key, value in args.items():  # torch reads some only mid-run (a plateau's when the metric stalls)
+        if key not in TEXT_ARGS and not isinstance(value, int | float):  # (flags such as three_phase are bools)
+            raise UserError("scheduler_args", f"{name} {key} must be a number, got {value!r}")
     if name == "plateau":
         unknown = set(args) - set(PLATEAU_DEFAULTS)
         if unknown:
