@@ -25,9 +25,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.atomic import atomic_write_text  # noqa: E402
+from src.atomic import atomic_write_text, make_parent_folders  # noqa: E402
 from src.cli import run_command  # noqa: E402
 from src.config import Recipe, resolve_recipe  # noqa: E402
+from src.errors import UserError  # noqa: E402
 from src.evaluate import main as evaluate  # noqa: E402
 from src.hardware import probe_machine  # noqa: E402
 from src.runs import version_dirs  # noqa: E402
@@ -70,7 +71,11 @@ def train_ensemble(argv: list[str] | None) -> int:
     parser.add_argument("--tta", action="store_true", help="evaluate with test-time augmentation (src.evaluate --tta)")
     args, train_flags = parser.parse_known_args(argv)
     if args.members < 1:
-        parser.error("--members must be at least 1")
+        raise UserError("--members", f"must be at least 1, got {args.members}")
+    if args.output:  # a table that cannot be written fails now, not after hours of training
+        make_parent_folders(args.output)
+        if Path(args.output).is_dir():
+            raise UserError(args.output, "is a directory; --output names the table's file")
 
     common = ["--model", args.model, "--logdir", args.logdir, *train_flags]
     first = member_recipe([*common, "--seed", str(args.first_seed)])
@@ -84,8 +89,12 @@ def train_ensemble(argv: list[str] | None) -> int:
         run = finished_run(args.logdir, recipe)
         if run is None:
             status = train(argv)
+            if status == 130:  # src.train said what was saved; a user error (2) needs no second line
+                print(
+                    f"member with seed {seed} interrupted: rerun to continue (finished members are reused)",
+                    file=sys.stderr,
+                )
             if status != 0:
-                print(f"member with seed {seed} failed (exit {status}); rerun to continue", file=sys.stderr)
                 return status
             run = finished_run(args.logdir, recipe)
         else:

@@ -149,11 +149,11 @@ def evaluate(args) -> int:
         if args.output_dir
         else run_dir / (("evaluation" if len(members) == 1 else "evaluation-ensemble") + ("-tta" if args.tta else ""))
     )
-    write_json(
+    write_figures(output, run_dir, images, labels, final, torch.tensor(final_report["confusion_matrix"]), description)
+    write_json(  # last: a figure that cannot be written leaves no metrics.json that looks complete
         output / "metrics.json",
         {"evaluated_on": description, "members": reports, "ensemble": final_report if len(members) > 1 else None},
     )
-    write_figures(output, run_dir, images, labels, final, torch.tensor(final_report["confusion_matrix"]), description)
     print(f"metrics.json and figures: {output}")
     return 0
 

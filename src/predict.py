@@ -92,14 +92,14 @@ def predict_images(models, inputs: list[str], output: str | None, show: str | No
         rows.append(
             [printable(path), *(x for pair in zip(digits, values, strict=True) for x in (pair[0], f"{pair[1]:.6f}"))]
         )
-    if output:
-        write_predictions(Path(output), rows)
-    if show:
+    if show:  # before the predictions file: one that cannot be written leaves no predictions behind
         from src.figures import image_grid_figure, save_figure
 
         captions = [f"{printable(Path(path).name)[:18]}: {row[1]}" for (path, _), row in zip(good, rows, strict=True)]
         save_figure(image_grid_figure(images, captions, "What the model saw (28x28, MNIST-style)"), show)
         print(f"preprocessed images: {printable(show)}")
+    if output:
+        write_predictions(Path(output), rows)
     return 0 if len(good) == len(results) else 2
 
 

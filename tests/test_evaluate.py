@@ -163,3 +163,13 @@ def test_an_mnist_model_is_not_scored_on_kaggles_images(short_run, tmp_path, cap
         f"error: {best_checkpoint(short_run)}: was trained on MNIST, whose files hold most of train.csv's images: "
         "none is held out\n"
     )
+
+
+def test_a_figure_that_cannot_be_written_leaves_no_metrics_file(short_run, tmp_path, capsys):
+    output = tmp_path / "out"
+    (output / "confusion_matrix.png").mkdir(parents=True)  # a folder where the figure would go
+    assert main(["--ckpt", str(short_run), "--output-dir", str(output)]) == 2
+    assert (
+        capsys.readouterr().err == f"error: {output / 'confusion_matrix.png'}: could not be written (Is a directory)\n"
+    )
+    assert not (output / "metrics.json").exists()

@@ -109,3 +109,13 @@ def test_bad_output_and_batch_size_are_one_line(flags, message, kaggle_run, tmp_
     assert main(["--ckpt", str(kaggle_run), "--input", str(KAGGLE_DIR / "test.csv"), *flags]) == 2
     assert capsys.readouterr().err == message.format(tmp=tmp_path) + "\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_preview_that_cannot_be_written_leaves_no_predictions_file(short_run, digit_files, tmp_path, capsys):
+    paths, _, _ = digit_files
+    output, preview = tmp_path / "out" / "preds.csv", tmp_path / "out" / "seen.png"
+    preview.mkdir(parents=True)  # a folder where the picture would go
+    argv = ["--ckpt", str(short_run), "--input", str(paths[0]), "--output", str(output)]
+    assert main([*argv, "--show-preprocessed", str(preview)]) == 2
+    assert capsys.readouterr().err == f"error: {preview}: could not be written (Is a directory)\n"
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["seen.png"]

@@ -61,6 +61,24 @@ def test_a_bad_training_flag_is_one_line(capsys, tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--members", "0"], "error: --members: must be at least 1, got 0"),
+        (
+            ["--output", "{tmp}/a-file/table.md"],
+            "error: {tmp}/a-file/table.md: could not be written ({tmp}/a-file is a file, not a folder)",
+        ),
+    ],
+)
+def test_bad_ensemble_flags_are_one_line_before_any_training(flags, message, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("keep")
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
+    assert train_ensemble.main(["--model", "lenet5", "--logdir", str(tmp_path), *flags, *QUICK]) == 2
+    assert capsys.readouterr().err == message.format(tmp=tmp_path) + "\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
 def test_kaggle_members_trained_on_all_of_train_csv_lead_to_the_submission_command(tmp_path, capsys):
     from src.predict import main as predict
     from tests.conftest import KAGGLE_DIR
