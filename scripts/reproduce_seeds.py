@@ -8,7 +8,6 @@ Each model runs through `python -m src.train` (in-process), so its run directory
 results.json land under --logdir as usual. Prints one markdown table (also written to --output).
 """
 
-import argparse
 import json
 import math
 import sys
@@ -17,26 +16,39 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.atomic import atomic_write_text  # noqa: E402
+from src.atomic import atomic_write_text, make_parent_folders  # noqa: E402
+from src.cli import Parser, positive_int, run_command  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
-from src.hardware import probe_machine  # noqa: E402
+from src.errors import UserError  # noqa: E402
+from src.hardware import HardwareRequest, plan_hardware, probe_machine  # noqa: E402
 from src.models.registry import ARCHITECTURES  # noqa: E402
-from src.runs import version_dirs  # noqa: E402
+from src.runs import check_writable, version_dirs  # noqa: E402
 from src.train import main as train  # noqa: E402
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    return run_command(lambda: reproduce(argv))
+
+
+def reproduce(argv: list[str] | None) -> int:
+    parser = Parser(prog="scripts/reproduce_seeds.py", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each recipe's max_epochs")
-    parser.add_argument("--max-epochs", type=int, default=None, help="cap every recipe's epochs")
+    parser.add_argument("--max-epochs", type=positive_int, default=None, help="cap every recipe's epochs")
     parser.add_argument("--logdir", default="lightning_logs/reproduce")
     parser.add_argument("--output", default=None, help="also write the table to this file")
     parser.add_argument("--accelerator", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # What every model would fail on is said once, before the first one trains.
+    if not 0 < args.epochs_scale < float("inf"):
+        raise UserError("--epochs-scale", f"must be a positive number, got {args.epochs_scale}")
+    probe = probe_machine()
+    plan_hardware(HardwareRequest(accelerator=args.accelerator), probe)
+    check_writable(Path(args.logdir))
+    if args.output:
+        make_parent_folders(args.output)
 
-    machine = probe_machine().machine
-    rows = []
+    rows, failed = [], []
     for name in args.models:
         epochs = max(1, math.ceil(resolve_recipe({"model": name}).max_epochs * args.epochs_scale))
         if args.max_epochs:
@@ -47,6 +59,7 @@ def main() -> int:
         )
         wall = time.perf_counter() - started
         if status != 0:
+            failed.append(name)
             rows.append(f"| {name} | | {epochs} | | failed (exit {status}) | {wall:.0f} | | |")
             continue
         results = json.loads((version_dirs(args.logdir, name)[-1] / "results.json").read_text())
@@ -55,7 +68,7 @@ def main() -> int:
         verdict = "beats" if ours >= reported else "short of"
         rows.append(
             f"| {name} | {results['parameters']:,} | {results['epochs_run']} | {reported:.2f}% | "
-            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {machine}, "
+            f"{ours:.2f}% ({verdict}) | {wall:.0f} | {results['train_images_per_second']:,.0f} | {probe.machine}, "
             f"{results['hardware']['precision']} |"
         )
     table = "\n".join(
@@ -68,6 +81,9 @@ def main() -> int:
     print("\n" + table)
     if args.output:
         atomic_write_text(args.output, table + "\n")
+    if failed:
+        print(f"error: {', '.join(failed)}: failed (their lines above say why)", file=sys.stderr)
+        return 1
     return 0
 
 

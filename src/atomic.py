@@ -19,11 +19,15 @@ class WriteError(UserError):
     was at its path before is untouched."""
 
     def __init__(self, path: Path, error: OSError):
-        blocker = next((parent for parent in Path(path).parents if parent.exists()), None)
-        if blocker is not None and not blocker.is_dir():  # mkdir says "File exists" of the file in the way
-            super().__init__(path, f"could not be written ({blocker} is a file, not a folder)")
-        else:
-            super().__init__(path, f"could not be written ({error.strerror or error})")
+        super().__init__(path, f"could not be written ({why_not(Path(path).parent, error)})")
+
+
+def why_not(folder: Path, error: OSError) -> str:
+    """Why `folder` could not be made or written in: mkdir says "File exists" of a file in the way, so name it."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"{blocker} is a file, not a folder"
+    return str(error.strerror or error)
 
 
 def make_parent_folders(path: str | os.PathLike) -> None:

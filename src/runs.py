@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from src.atomic import atomic_write_text
+from src.atomic import atomic_write_text, why_not
 from src.errors import UserError
 
 RUN_VERSION_VARIABLE = "MNIST_LIGHTNING_RUN_VERSION"
@@ -84,7 +84,7 @@ def check_writable(directory: Path) -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as e:
-        raise UserError(f"--logdir {directory}", f"cannot be written ({e.strerror or e})") from None
+        raise UserError(f"--logdir {directory}", f"cannot be written ({why_not(directory, e)})") from None
 
 
 def make_logger(logdir: str | Path, model: str, processes: int, resume_from: Path | None):

@@ -179,7 +179,7 @@ def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
     assert main(["--model", "lenet5", "--logdir", str(blocker / "logs")]) == 2
     assert (
         capsys.readouterr().err
-        == f"error: --logdir {blocker / 'logs' / 'lenet5'}: cannot be written (Not a directory)\n"
+        == f"error: --logdir {blocker / 'logs' / 'lenet5'}: cannot be written ({blocker} is a file, not a folder)\n"
     )
 
 
@@ -188,7 +188,11 @@ def test_a_file_in_the_way_of_the_model_folder_fails_before_training(tmp_path, c
     assert (
         main(["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "2", "--logdir", str(tmp_path)]) == 2
     )
-    assert capsys.readouterr().err == f"error: --logdir {tmp_path / 'lenet5'}: cannot be written (File exists)\n"
+    model_folder = tmp_path / "lenet5"
+    assert (
+        capsys.readouterr().err
+        == f"error: --logdir {model_folder}: cannot be written ({model_folder} is a file, not a folder)\n"
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["lenet5"]
 
 
