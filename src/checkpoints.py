@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from src.data.splits import SOURCES
 from src.errors import UserError
 from src.torch_files import damaged_record
 
@@ -90,10 +91,16 @@ def load_classifier(path: str | Path):
         model = DigitClassifier(**hyperparameters)
     except TypeError as e:
         raise UserError(checkpoint_path, f"hyperparameters do not fit DigitClassifier ({e})") from None
+    except UserError as e:  # a value this project does not know (an init, an optimizer): name the file
+        raise UserError(checkpoint_path, f"hyperparameters do not fit this project ({e})") from None
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first[:160]})") from None
     model.data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}  # its split, for evaluate
+    if model.data_hparams.get("data", "mnist") not in SOURCES:
+        raise UserError(
+            checkpoint_path, f"was trained on data {model.data_hparams['data']!r}, not {' or '.join(SOURCES)}"
+        )
     return model.eval(), checkpoint_path

@@ -64,6 +64,11 @@ def test_other_architectures_and_mismatched_tensors_are_clear_errors(short_run, 
         ),
         ({"state_dict": [1, 2]}, "is not a Lightning checkpoint of this project (no state_dict)"),
         ({"hyper_parameters": {"arch": ["lenet5"]}}, "architecture ['lenet5'] is unknown to this project"),
+        (
+            {"hyper_parameters": {"arch": "lenet5", "init": "bogus"}},
+            "hyperparameters do not fit this project (init: unknown initialisation 'bogus'",
+        ),
+        ({"datamodule_hyper_parameters": {"data": "imagenet"}}, "was trained on data 'imagenet', not mnist or kaggle"),
     ],
 )
 def test_checkpoints_of_the_wrong_shape_are_one_line(change, message, short_run, tmp_path):
