@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.atomic import atomic_write_text, make_parent_folders  # noqa: E402
+from src.atomic import atomic_write_text, check_file_writable  # noqa: E402
 from src.cli import Parser, positive_int, run_command  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
 from src.errors import UserError  # noqa: E402
@@ -46,7 +46,7 @@ def reproduce(argv: list[str] | None) -> int:
     plan_hardware(HardwareRequest(accelerator=args.accelerator), probe)
     check_writable(Path(args.logdir))
     if args.output:
-        make_parent_folders(args.output)
+        check_file_writable(args.output)
 
     rows, failed = [], []
     for name in args.models:

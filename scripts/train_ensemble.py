@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.atomic import atomic_write_text, make_parent_folders  # noqa: E402
+from src.atomic import atomic_write_text, check_file_writable  # noqa: E402
 from src.cli import run_command  # noqa: E402
 from src.config import Recipe, resolve_recipe  # noqa: E402
 from src.errors import UserError  # noqa: E402
@@ -72,10 +72,8 @@ def train_ensemble(argv: list[str] | None) -> int:
     args, train_flags = parser.parse_known_args(argv)
     if args.members < 1:
         raise UserError("--members", f"must be at least 1, got {args.members}")
-    if args.output:  # a table that cannot be written fails now, not after hours of training
-        make_parent_folders(args.output)
-        if Path(args.output).is_dir():
-            raise UserError(args.output, "is a directory; --output names the table's file")
+    if args.output:
+        check_file_writable(args.output)
 
     common = ["--model", args.model, "--logdir", args.logdir, *train_flags]
     first = member_recipe([*common, "--seed", str(args.first_seed)])

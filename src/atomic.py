@@ -1,5 +1,6 @@
 """Write files so that a reader finds the old content or the new, never a partial file."""
 
+import errno
 import glob
 import os
 import tempfile
@@ -36,6 +37,14 @@ def make_parent_folders(path: str | os.PathLike) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise WriteError(Path(path), e) from None
+
+
+def check_file_writable(path: str | os.PathLike) -> None:
+    """Fail now, not after hours of work, when `path` could not be written: a file in the way of its folder,
+    or a folder at its place."""
+    make_parent_folders(path)
+    if Path(path).is_dir():
+        raise WriteError(Path(path), IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
 
 
 @contextmanager

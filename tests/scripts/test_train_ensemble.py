@@ -65,6 +65,7 @@ def test_a_bad_training_flag_is_one_line(capsys, tmp_path):
     "flags, message",
     [
         (["--members", "0"], "error: --members: must be at least 1, got 0"),
+        (["--output", "{tmp}"], "error: {tmp}: could not be written (Is a directory)"),
         (
             ["--output", "{tmp}/a-file/table.md"],
             "error: {tmp}/a-file/table.md: could not be written ({tmp}/a-file is a file, not a folder)",
