@@ -184,11 +184,12 @@ class TestAccuracyProbe(TrainThroughput):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         last_batch = batch_idx + 1 == trainer.num_training_batches
-        if trainer.global_step % self.every_n_steps and not last_batch:
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-            return
-        self._sync(trainer)  # the training time ends when the GPU has done the steps queued so far
+        probing = last_batch or trainer.global_step % self.every_n_steps == 0
+        if probing:
+            self._sync(trainer)  # the training time ends when the GPU has done the steps queued so far
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not probing:
+            return
         pl_module.eval()
         with torch.inference_mode():
             predictions = torch.cat([pl_module(chunk).argmax(1) for chunk in self.inputs.split(2000)])

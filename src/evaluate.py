@@ -53,8 +53,10 @@ def evaluation_set(data: str, data_dir: str | None, split: dict):
 
 def held_out(split: dict) -> tuple:
     """Which images of train.csv a Kaggle run held out: (val_fraction, val_split, the seed of a random split)."""
-    seed = split.get("seed") if split.get("split_seed") is None else split["split_seed"]
-    return split.get("val_fraction"), split.get("val_split"), seed if split.get("val_split") == "random" else None
+    from src.data.splits import split_seed_of
+
+    seed = split_seed_of(split) if split.get("val_split") == "random" else None
+    return split.get("val_fraction"), split.get("val_split"), seed
 
 
 def check_scorable_on_kaggle(loaded: list) -> None:
@@ -113,15 +115,15 @@ def evaluate(args) -> int:
     split, source = loaded[0][0].data_hparams, trained_on(loaded[0][0])
     data = args.data or source
     data_dir = args.data_dir or (split.get("data_dir") if data == source else None)
-    for model, path in loaded if data == "mnist" else []:  # PITFALLS.md: Kaggle's files reshuffle all of MNIST
-        if trained_on(model) == "kaggle":
+    if data == "kaggle":
+        check_scorable_on_kaggle(loaded)
+    for model, path in loaded:  # PITFALLS.md: Kaggle's files are a reshuffle of all of MNIST
+        if data == "mnist" and trained_on(model) == "kaggle":
             print(
                 f"note: {path} was trained on Kaggle's train.csv, whose digits are drawn from all of MNIST, "
                 "test set included: its MNIST test accuracy overstates it",
                 file=sys.stderr,
             )
-    if data == "kaggle":
-        check_scorable_on_kaggle(loaded)
     images, labels, description = evaluation_set(data, data_dir, split)
     members = [predict_probabilities(model, images, args.batch_size, tta=args.tta) for model, _ in loaded]
     reports = [

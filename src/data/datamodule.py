@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from src.data.augment import Augmentation
 from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import ensure_files, load_mnist
-from src.data.splits import SOURCES, SPLITS, split_indices
+from src.data.splits import SOURCES, SPLITS, split_indices, split_seed_of
 from src.data.train_batches import EpochOrder, TrainBatches
 from src.data.transforms import normalise
 from src.errors import UserError
@@ -77,8 +77,8 @@ class DigitsDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         images, labels = self._load_training_source()
-        split_seed = self.hparams.seed if self.hparams.split_seed is None else self.hparams.split_seed
-        train, val = split_indices(len(labels), self.hparams.val_fraction, self.hparams.val_split, split_seed)
+        split = (self.hparams.val_fraction, self.hparams.val_split, split_seed_of(self.hparams))
+        train, val = split_indices(len(labels), *split)
         if len(train) == 0 or (len(val) == 0 and self.hparams.val_fraction > 0):
             source = (
                 "MNIST's training set" if self.hparams.data == "mnist" else Path(self.hparams.data_dir) / "train.csv"

@@ -9,6 +9,11 @@ SOURCES = ("mnist", "kaggle")
 SPLITS = ("head", "tail", "random")
 
 
+def split_seed_of(hparams) -> int | None:
+    """The seed of a run's random split (a DataModule's hyperparameters): its split_seed, else its seed."""
+    return hparams.get("seed") if hparams.get("split_seed") is None else hparams["split_seed"]
+
+
 def split_indices(count: int, val_fraction: float, how: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic train/validation indices: the first or last `val_fraction`, or a seeded draw."""
     val_count = round(count * val_fraction)
