@@ -1,7 +1,9 @@
+import collections
 import json
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -9,6 +11,7 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import src.callbacks
 import src.data.mnist
@@ -384,6 +387,39 @@ def test_ema_weights_are_what_is_validated_checkpointed_and_tested(tmp_path):
     assert evaluate(["--ckpt", str(run), "--output-dir", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts, by the line that asks, the reads of a tensor's value by the host (.item(), bool(), int())."""
+
+    def __init__(self):
+        super().__init__()
+        self.sites = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            stack = reversed(traceback.extract_stack())
+            caller = next(f for f in stack if "/torch/" not in f.filename and f.filename != __file__)
+            self.sites[f"{caller.filename}:{caller.lineno} {caller.name}"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("recipe", ["fast", "deep_bn_cnn"])  # one-cycle; EMA, augmentation and cosine
+def test_training_steps_read_no_value_back_from_the_device(tmp_path, recipe):
+    """On a GPU each read waits for every kernel queued so far: one per step would hold the GPU to the
+    host's pace. A run of 15 steps must read no more than a run of 5 (reads per epoch are fine)."""
+    reads = {}
+    for steps in (5, 15):
+        argv = ["--config", str(ROOT / "configs" / f"{recipe}.yaml"), "--max-epochs", "1", "--batch-size", "16"]
+        with HostReads() as reads[steps]:
+            assert (
+                main(
+                    [*argv, "--limit-train-batches", str(steps), "--limit-val-batches", "1", "--logdir", str(tmp_path)]
+                )
+                == 0
+            )
+    per_step = {site: n - reads[5].sites[site] for site, n in reads[15].sites.items() if n != reads[5].sites[site]}
+    assert per_step == {}
 
 
 def test_compiled_run_writes_checkpoints_that_load_into_the_plain_module(tmp_path):

@@ -75,7 +75,14 @@ def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, t
         return {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
     if name == "onecycle":
         max_lr = args.pop("max_lr", optimizer.param_groups[0]["lr"])
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **args)
+        try:
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **args)
+        except ZeroDivisionError:  # torch divides by each phase's length, which is 0 when pct_start x steps is 1
+            raise UserError(
+                "scheduler_args",
+                f"onecycle cannot schedule {total_steps} steps with pct_start {args.get('pct_start', 0.3):g}: "
+                "a phase of no length; train another number of steps or change pct_start",
+            ) from None
         return {"scheduler": scheduler, "interval": "step"}
     if name == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, **args)

@@ -40,6 +40,14 @@ def test_plateau_translates_keras_patience_and_min_delta():
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
 
 
+def test_a_one_cycle_too_short_for_its_warm_up_is_one_clear_error():
+    # fast.yaml's pct_start 0.25 over 4 steps (--limit-train-batches 4): torch divided by zero.
+    optimizer = build_optimizer("adamw", [torch.zeros(1, requires_grad=True)], 0.02, {})
+    with pytest.raises(UserError, match=r"^scheduler_args: onecycle cannot schedule 4 steps with pct_start 0.25: "):
+        build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "val/acc", "max", total_steps=4, epochs=1)
+    assert build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "val/acc", "max", total_steps=5, epochs=1)
+
+
 def test_epoch_accuracy_is_correct_over_n_not_a_mean_of_batches():
     metric = LossAndAccuracy()
     logits = torch.eye(10)[[1, 1, 1]]
