@@ -1,5 +1,6 @@
 """python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,7 @@ def train(recipe: Recipe) -> int:
     datamodule = make_datamodule(recipe, plan.processes)
     datamodule.prepare_data()
     datamodule.setup("fit")  # every data error surfaces here, before anything is written
+    check_batch_limits(recipe, datamodule, plan.processes)
     model = make_classifier(recipe, plan.memory_format)
     writes_files = not recipe.fast_dev_run
     if writes_files:
@@ -127,7 +129,7 @@ def train(recipe: Recipe) -> int:
         limit_val_batches=recipe.limit_val_batches if validates(recipe) else 0,
         deterministic=recipe.deterministic,
         reload_dataloaders_every_n_epochs=1 if recipe.batch_schedule else 0,
-        log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches)),
+        log_every_n_steps=min(50, datamodule.train_batches_per_epoch(recipe.limit_train_batches, plan.processes)),
         enable_model_summary=False,
     )
     if trainer.is_global_zero:
@@ -176,6 +178,23 @@ def train(recipe: Recipe) -> int:
     results = write_results(recipe, model, datamodule, trainer, tested, throughput, plan, started, IMPORTED_AT)
     print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
     return 0
+
+
+def check_batch_limits(recipe: Recipe, datamodule, processes: int) -> None:
+    """A fraction of an epoch's batches that rounds down to none (0.1 of MNIST's 6 validation batches):
+    Lightning raises it mid-start, with a traceback, after the run directory is made."""
+    limits = {
+        "--limit-train-batches": (recipe.limit_train_batches, datamodule.train_batches_per_epoch(None, processes))
+    }
+    if validates(recipe):
+        limits["--limit-val-batches"] = (recipe.limit_val_batches, datamodule.val_batches_per_epoch(processes))
+    for flag, (limit, batches) in limits.items():
+        if isinstance(limit, float) and int(batches * limit) == 0:
+            raise UserError(
+                flag,
+                f"{limit:g} of {batches} batch(es) per epoch is none; give at least {math.ceil(1e4 / batches) / 1e4:g} "
+                "or a number of batches",
+            )
 
 
 def test_best(trainer, model, datamodule, recipe: Recipe, plan) -> dict | None:

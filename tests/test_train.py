@@ -191,6 +191,14 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
             ["--memory-format", "nhwc"],
             "error: --memory-format: unknown memory format 'nhwc'; choose from auto, channels_last, contiguous",
         ),
+        (  # Lightning's MisconfigurationException came with a traceback, after the run directory was made
+            ["--limit-val-batches", "0.1"],
+            "error: --limit-val-batches: 0.1 of 6 batch(es) per epoch is none; give at least 0.1667 or a number",
+        ),
+        (
+            ["--limit-train-batches", "0.0005"],
+            "error: --limit-train-batches: 0.0005 of 1688 batch(es) per epoch is none; give at least 0.0006 or",
+        ),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):

@@ -114,10 +114,10 @@ class DigitsDataModule(pl.LightningDataModule):
                 size = scheduled
         return size
 
-    def train_batches_per_epoch(self, limit: int | float | None = None) -> int:
-        """The fewest training batches of any epoch (the largest scheduled batch)."""
+    def train_batches_per_epoch(self, limit: int | float | None = None, processes: int = 1) -> int:
+        """The fewest training batches any of `processes` runs in an epoch (the largest scheduled batch)."""
         largest = max([self.hparams.batch_size, *(self.hparams.batch_schedule or {}).values()])
-        batches = math.ceil(len(self.train_set) / largest)
+        batches = math.ceil(math.ceil(len(self.train_set) / processes) / largest)  # shards are padded to equal size
         if isinstance(limit, int):
             return max(1, min(batches, limit))
         return max(1, int(batches * limit)) if limit is not None else batches
@@ -144,6 +144,10 @@ class DigitsDataModule(pl.LightningDataModule):
         if self._device_train_set is None or self._device_train_set[0].device != device:
             self._device_train_set = (self.train_set.images.to(device), self.train_set.labels.to(device))
         return self._device_train_set
+
+    def val_batches_per_epoch(self, processes: int = 1) -> int:
+        """The fewest validation batches any of `processes` runs (shards are not padded: some hold one image less)."""
+        return math.ceil(max(1, len(self.val_set) // processes) / self.hparams.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_set, self._unpadded_shard(self.val_set))

@@ -39,6 +39,8 @@ def test_batch_schedule_changes_the_batch_size_per_epoch():
     dm.setup()
     assert [dm.batch_size_at(epoch) for epoch in (0, 9, 10, 12)] == [1000, 1000, 10000, 10000]
     assert dm.train_batches_per_epoch() == 5  # 50,000 images at 10,000: what log_every_n_steps must not exceed
+    assert dm.train_batches_per_epoch(processes=2) == 3  # each DDP process: 25,000 images at 10,000
+    assert (dm.val_batches_per_epoch(), dm.val_batches_per_epoch(processes=3)) == (10, 4)  # 10,000; 3,333 at 1,000
 
 
 def test_on_an_accelerator_training_batches_come_from_one_copy_on_its_device():
