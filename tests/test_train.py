@@ -71,6 +71,9 @@ def test_tensorboard_has_the_promised_scalars_and_images(one_epoch_run):
     assert any(tag.startswith("lr-") for tag in scalars)
     assert "train/inputs" in events.Tags()["images"]
     results = json.loads((one_epoch_run / "results.json").read_text())
+    # TensorBoard's HPARAMS tab lists a run only if hparams were logged with a metric: a placeholder at the start
+    assert (events.Scalars("hp_metric")[0].step, events.Scalars("hp_metric")[0].value) == (0, -1)
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
     assert events.Scalars("hp_metric")[-1].value == pytest.approx(results["test_acc"])
 
 
@@ -82,6 +85,39 @@ def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
         torch.load(path, weights_only=True)
     model = DigitClassifier.load_from_checkpoint(checkpoints[0], map_location="cpu", weights_only=True)
     assert model.hparams.arch == "lenet5" and model.parameter_count == 61706
+
+
+class RecordBatchLosses(pl.Callback):
+    def __init__(self):
+        self.losses = collections.defaultdict(list)
+
+        self.monitored = []  # train/loss as the plateau and early stopping read it, after each epoch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses[trainer.current_epoch].append(outputs["loss"].item())
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch > 0:
+            self.monitored.append(trainer.callback_metrics["train/loss"].item())
+
+    def on_train_end(self, trainer, pl_module):
+        self.monitored.append(trainer.callback_metrics["train/loss"].item())
+
+
+def test_the_monitored_training_loss_is_the_epochs_mean_not_its_last_batch(tmp_path, monkeypatch):
+    """lenet5's plateau and early stopping watch train/loss, as the notebook did: each must read the
+    epoch's mean, in TensorBoard and in results.json too."""
+    recorder = RecordBatchLosses()
+    add_callback(monkeypatch, recorder)
+    argv = ["--model", "lenet5", "--max-epochs", "2", "--limit-train-batches", "4", "--limit-val-batches", "1"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 0
+    means = [sum(batches) / len(batches) for batches in recorder.losses.values()]
+    assert [len(batches) for batches in recorder.losses.values()] == [4, 4]
+    assert recorder.monitored == pytest.approx(means, rel=1e-5)
+    assert all(abs(batches[-1] - mean) > 1e-3 for batches, mean in zip(recorder.losses.values(), means, strict=True))
+    run = tmp_path / "lenet5" / "version_0"
+    assert [value for _, value in logged(run, "train/loss")] == pytest.approx(means, rel=1e-5)
+    assert json.loads((run / "results.json").read_text())["best_monitor_value"] == pytest.approx(min(means), rel=1e-5)
 
 
 class RecordOptimizer(pl.Callback):
