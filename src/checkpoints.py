@@ -51,6 +51,8 @@ def read_checkpoint(path: Path) -> dict:
     except RuntimeError as e:
         if "PytorchStreamReader failed reading zip archive" in str(e):  # its directory is at the end
             raise UserError(path, "is not a readable checkpoint (truncated, or not a file torch.save wrote)") from None
+        if "TorchScript archives" in str(e):
+            raise UserError(path, "is a TorchScript model (src.export's output), not a training checkpoint") from None
         raise UserError(path, f"is not a readable checkpoint (RuntimeError: {_first_line(e)})") from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
@@ -70,7 +72,12 @@ def trained_on(model) -> str:
 
 
 def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0][:120] if str(error).strip() else "no detail"
+    """The error's first sentence, cut at a word if it is long."""
+    text = str(error).strip()
+    if not text:
+        return "no detail"
+    sentence = re.split(r"(?<=[.!?])\s", text.splitlines()[0])[0]
+    return sentence if len(sentence) <= 120 else sentence[:120].rsplit(" ", 1)[0] + " ..."
 
 
 def load_classifier(path: str | Path):
@@ -98,6 +105,8 @@ def load_classifier(path: str | Path):
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first[:160]})") from None
+    if not all(t.isfinite().all() for t in checkpoint["state_dict"].values() if t.is_floating_point()):
+        raise UserError(checkpoint_path, "holds NaN or infinite weights (saved from a run that diverged?)")
     model.data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}  # its split, for evaluate
     if model.data_hparams.get("data", "mnist") not in SOURCES:
         raise UserError(

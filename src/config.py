@@ -194,7 +194,7 @@ def validate(recipe: Recipe) -> None:
             raise UserError(key, f"must be between 0 and 2**32 - 1, got {getattr(recipe, key)}")
     for key in ("limit_train_batches", "limit_val_batches"):
         limit = getattr(recipe, key)
-        if limit is not None and (limit < 0 or (isinstance(limit, float) and limit > 1)):
+        if limit is not None and not (limit >= 0 and (isinstance(limit, int) or limit <= 1)):  # (NaN too)
             flag = "--" + key.replace("_", "-")
             raise UserError(flag, f"a batch count (0 or more) or a fraction in [0, 1], got {limit}")
     if recipe.limit_train_batches == 0:  # Lightning would skip training and test the initial weights

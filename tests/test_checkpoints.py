@@ -55,6 +55,24 @@ def test_other_architectures_and_mismatched_tensors_are_clear_errors(short_run, 
         load_classifier(mismatched)
 
 
+def test_diverged_weights_and_torchscript_files_are_named(short_run, tmp_path):
+    checkpoint = torch.load(resolve_checkpoint(short_run), weights_only=True)
+    checkpoint["state_dict"]["net.classifier.5.bias"] = torch.full((10,), float("nan"))
+    diverged = tmp_path / "diverged.ckpt"
+    torch.save(checkpoint, diverged)
+    # evaluate said "9.80% accuracy, loss nan" and export "top-1 agrees on 1000/1000", both exiting 0
+    with pytest.raises(
+        UserError, match=r"diverged.ckpt: holds NaN or infinite weights \(saved from a run that diverged\?\)$"
+    ):
+        load_classifier(diverged)
+    scripted = tmp_path / "model.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
+    with pytest.raises(
+        UserError, match=r"model.pt: is a TorchScript model \(src.export's output\), not a training checkpoint$"
+    ):
+        load_classifier(scripted)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

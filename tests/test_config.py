@@ -72,6 +72,10 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
             {"limit_train_batches": 0.0},
             "--limit-train-batches: 0 trains nothing; give 1 or more batches, or a fraction above 0",
         ),
+        (  # (YAML's .nan; Lightning raised "cannot convert float NaN to integer")
+            {"limit_val_batches": float("nan")},
+            "--limit-val-batches: a batch count (0 or more) or a fraction in [0, 1], got nan",
+        ),
         ({"split_seed": 2**32}, "split_seed: must be between 0 and 2**32 - 1, got 4294967296"),
         ({"max_epochs": 0}, "max_epochs: must be at least 1, got 0"),
         ({"ema_decay": 1.0}, "ema_decay: must be between 0 and 1, got 1.0"),

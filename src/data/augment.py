@@ -43,6 +43,11 @@ class Augmentation:
         for name in cls.__dataclass_fields__:
             if getattr(augmentation, name) < 0:
                 raise UserError("augment", f"{name} must not be negative")
+        if augmentation.elastic_alpha and augmentation.elastic_sigma < 1:
+            raise UserError(
+                "augment",
+                f"elastic_sigma {augmentation.elastic_sigma:g} is under 1 pixel; give the control points' spacing",
+            )
         if augmentation.zoom > 1:
             raise UserError("augment", f"zoom {augmentation.zoom} would sample negative scales; use at most 1")
         return augmentation if augmentation.is_active else None

@@ -68,3 +68,5 @@ def test_bad_recipe_values():
         Augmentation.from_recipe({"flip": 1})
     with pytest.raises(UserError, match="augment: rotation must not be negative"):
         Augmentation.from_recipe({"rotation": -1})
+    with pytest.raises(UserError, match="augment: elastic_sigma 0 is under 1 pixel"):  # was a ZeroDivisionError
+        Augmentation.from_recipe({"elastic_alpha": 1, "elastic_sigma": 0})
