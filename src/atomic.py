@@ -47,6 +47,13 @@ def check_file_writable(path: str | os.PathLike) -> None:
         raise WriteError(Path(path), IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
 
 
+def check_not_an_input(flag: str, output: str | os.PathLike, inputs) -> None:
+    """An output must not replace one of the command's own input files (a test.csv, a photo, a checkpoint)."""
+    for source in inputs:
+        if Path(output).exists() and Path(source).exists() and Path(output).samefile(source):  # links too
+            raise UserError(flag, f"{output} is also an input of this command; give another file to write")
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it is fsynced and renamed over `path`."""

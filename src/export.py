@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from src.atomic import WriteError, make_parent_folders
+from src.atomic import WriteError, check_not_an_input, make_parent_folders
 from src.cli import Parser, run_command
 from src.data.transforms import MNIST_MEAN, MNIST_STD, normalise
 from src.errors import UserError
@@ -64,6 +64,7 @@ def export(ckpt: str, fmt: str, output: str | None) -> int:
     target = Path(output) if output else run_dir_of(checkpoint_path) / "export" / FILE_NAMES[fmt]
     if target.is_dir():
         raise UserError(target, "is a directory; --output names the file to write")
+    check_not_an_input("--output", target, [checkpoint_path])
     images = load_mnist("test")[0][:PARITY_IMAGES]
     with torch.inference_mode():
         expected = classifier(normalise(images))  # the project's own pipeline is the reference

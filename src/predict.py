@@ -1,10 +1,12 @@
 """python -m src.predict --ckpt PATH --input test.csv | images...: a Kaggle submission, or digits in your own images."""
 
+import contextlib
 import csv
 import io
 import sys
 from pathlib import Path
 
+from src.atomic import check_not_an_input
 from src.cli import Parser, positive_int, run_command
 from src.errors import UserError, printable
 
@@ -39,7 +41,9 @@ def predict(args) -> int:
     if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):
         if args.show_preprocessed:
             raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
-        predict_kaggle_csv(models, Path(args.input[0]), Path(args.output or "submission.csv"), args.batch_size)
+        output = Path(args.output or "submission.csv")
+        check_not_an_input("--output", output, [args.input[0], *(path for _, path in loaded)])
+        predict_kaggle_csv(models, Path(args.input[0]), output, args.batch_size)
         # PITFALLS.md: Kaggle's train.csv and test.csv are a reshuffle of all 70,000 MNIST images.
         for model, path in loaded:
             if trained_on(model) == "mnist":
@@ -49,7 +53,19 @@ def predict(args) -> int:
                     file=sys.stderr,
                 )
         return 0
+    for flag, output in (("--output", args.output), ("--show-preprocessed", args.show_preprocessed)):
+        if output:
+            check_not_an_input(flag, output, [*image_files(args.input), *(path for _, path in loaded)])
     return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size)
+
+
+def image_files(inputs: list[str]) -> list[Path]:
+    """The files the inputs name: themselves, or a folder's files (an unreadable folder is reported later)."""
+    files = []
+    for path in map(Path, inputs):
+        with contextlib.suppress(OSError):
+            files += list(path.iterdir()) if path.is_dir() else [path]
+    return files
 
 
 def probabilities(models, images, batch_size: int):

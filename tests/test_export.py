@@ -114,3 +114,15 @@ def test_export_that_differs_from_pytorch_writes_nothing(run_dir, tmp_path, monk
     assert err == f"error: {output}: exported model differs from PyTorch by 1.0e-02 (> 1e-04)\n"
     assert output.read_bytes() == b"previous export"
     assert [p.name for p in tmp_path.iterdir()] == [output.name]
+
+
+def test_an_output_that_is_the_checkpoint_itself_is_refused(run_dir, tmp_path, capsys):
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
+    before = checkpoint.read_bytes()
+    assert export.main(["--ckpt", str(checkpoint), "--format", "torchscript", "--output", str(checkpoint)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: --output: {checkpoint} is also an input of this command; give another file to write\n"
+    )
+    assert checkpoint.read_bytes() == before

@@ -119,3 +119,22 @@ def test_a_preview_that_cannot_be_written_leaves_no_predictions_file(short_run, 
     assert main([*argv, "--show-preprocessed", str(preview)]) == 2
     assert capsys.readouterr().err == f"error: {preview}: could not be written (Is a directory)\n"
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["seen.png"]
+
+
+def test_outputs_never_replace_the_commands_inputs(short_run, digit_files, tmp_path, capsys):
+    (first, *_), _, _ = digit_files
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_bytes((KAGGLE_DIR / "test.csv").read_bytes())
+    cases = [
+        (["--input", str(test_csv), "--output", str(test_csv)], "--output", test_csv),
+        (["--input", str(first), "--output", str(first)], "--output", first),
+        (["--input", str(tmp_path), "--show-preprocessed", str(first)], "--show-preprocessed", first),  # in the folder
+    ]
+    for flags, flag, victim in cases:
+        before = victim.read_bytes()
+        assert main(["--ckpt", str(short_run), *flags]) == 2
+        assert (
+            capsys.readouterr().err
+            == f"error: {flag}: {victim} is also an input of this command; give another file to write\n"
+        )
+        assert victim.read_bytes() == before
