@@ -39,7 +39,7 @@ from torchvision import transforms  # noqa: E402
 
 from src.build import lay_out, make_classifier, make_datamodule  # noqa: E402
 from src.callbacks import TrainThroughput, build_callbacks  # noqa: E402
-from src.cli import quiet_lightning  # noqa: E402
+from src.cli import Parser, positive_int, quiet_lightning, run_command  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
 from src.data.mnist import load_mnist  # noqa: E402
@@ -266,21 +266,48 @@ def print_throughput(rows: list, rounds: int) -> None:
     print("\n(ratios: the median over rounds of one / the other within the same round)\n")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    return run_command(lambda: benchmark(argv))
+
+
+def fraction(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def benchmark(argv: list[str] | None) -> int:
+    parser = Parser(prog="scripts/benchmark.py", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="*", default=[32, 256], help="lenet5 throughput; none: time-to-accuracy only"
+        "--batch-sizes",
+        type=positive_int,
+        nargs="*",
+        default=[32, 256],
+        help="lenet5 throughput; none: time-to-accuracy only",
     )
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per contender")
-    parser.add_argument("--seconds", type=float, default=3.0, help="rough length of one round")
+    parser.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds per contender")
+    parser.add_argument("--seconds", type=positive_float, default=3.0, help="rough length of one round")
     parser.add_argument("--accelerator", default=None)
     parser.add_argument(
         "--recipes", nargs="+", default=["configs/fast.yaml", "configs/fast_995.yaml"], help="for time-to-accuracy"
     )
-    parser.add_argument("--probe-steps", type=int, default=20, help="evaluate the test set every N steps")
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.99, 0.995])
+    parser.add_argument("--probe-steps", type=positive_int, default=20, help="evaluate the test set every N steps")
+    parser.add_argument("--targets", type=fraction, nargs="+", default=[0.99, 0.995])
     parser.add_argument("--compile", action="store_true", help="add ours with torch.compile (--compile) as a contender")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    for recipe in args.recipes:  # a bad one fails now, not after the throughput rounds
+        resolve_recipe({}, recipe)
 
     quiet_lightning()
     warnings.filterwarnings("ignore")

@@ -14,7 +14,6 @@ trains each member on every image of Kaggle's DIR/train.csv (its final epoch kep
 left to score them on, so it prints the `src.predict` command of their ensemble's submission instead.
 """
 
-import argparse
 import json
 import shlex
 import statistics
@@ -26,7 +25,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.atomic import atomic_write_text, check_file_writable  # noqa: E402
-from src.cli import run_command  # noqa: E402
+from src.cli import Parser, run_command  # noqa: E402
 from src.config import Recipe, resolve_recipe  # noqa: E402
 from src.errors import UserError  # noqa: E402
 from src.evaluate import main as evaluate  # noqa: E402
@@ -60,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train_ensemble(argv: list[str] | None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog="Other flags go to python -m src.train (e.g. --max-epochs 5)."
+    parser = Parser(
+        prog="scripts/train_ensemble.py",
+        description=__doc__.splitlines()[0],
+        epilog="Other flags go to python -m src.train (e.g. --max-epochs 5).",
     )
     parser.add_argument("--model", required=True, help="architecture; its recipe is configs/MODEL.yaml")
     parser.add_argument("--members", type=int, default=5, help="how many seeds to train (default: 5)")
@@ -75,8 +76,12 @@ def train_ensemble(argv: list[str] | None) -> int:
     if args.output:
         check_file_writable(args.output)
 
+    for flag in ("--fast-dev-run", "--print-config"):
+        if flag in train_flags:
+            raise UserError(flag, "writes no run, so there would be no members to evaluate")
     common = ["--model", args.model, "--logdir", args.logdir, *train_flags]
     first = member_recipe([*common, "--seed", str(args.first_seed)])
+    member_recipe([*common, "--seed", str(args.first_seed + args.members - 1)])  # a seed out of range fails now
     if first["data"] == "kaggle" and first["val_fraction"] > 0 and first["split_seed"] is None:
         # The ensemble is scored on held-out images of train.csv: every member must hold out the same ones.
         common += ["--split-seed", str(args.first_seed)]

@@ -70,6 +70,15 @@ def test_a_bad_training_flag_is_one_line(capsys, tmp_path):
             ["--output", "{tmp}/a-file/table.md"],
             "error: {tmp}/a-file/table.md: could not be written ({tmp}/a-file is a file, not a folder)",
         ),
+        # each said "error: None: no such checkpoint file or run directory" after every member had run
+        (["--fast-dev-run"], "error: --fast-dev-run: writes no run, so there would be no members to evaluate"),
+        (["--print-config"], "error: --print-config: writes no run, so there would be no members to evaluate"),
+        # said so only after the first member had trained
+        (
+            ["--first-seed", "4294967295", "--members", "2"],
+            "error: seed: must be between 0 and 2**32 - 1, got 4294967296",
+        ),
+        (["--members", "many"], "error: scripts/train_ensemble.py: argument --members: invalid int value: 'many'"),
     ],
 )
 def test_bad_ensemble_flags_are_one_line_before_any_training(flags, message, tmp_path, capsys):
