@@ -1,15 +1,11 @@
 """scripts/benchmark.py: a bad flag or recipe is one line before any timing (it printed tracebacks, some
 after minutes of throughput rounds)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
-spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-benchmark = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark)
+from tests.scripts import load_script
+
+benchmark = load_script("benchmark")
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,11 @@
 """scripts/reproduce_seeds.py: flags every model would fail on are one line before any training; a failed
 model fails the command."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "reproduce_seeds.py"
-spec = importlib.util.spec_from_file_location("reproduce_seeds", SCRIPT)
-reproduce_seeds = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(reproduce_seeds)
+from tests.scripts import load_script
+
+reproduce_seeds = load_script("reproduce_seeds")
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,12 @@
 """scripts/train_ensemble.py: K seeds, their ensemble evaluated by src.evaluate, finished members reused."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_ensemble.py"
-spec = importlib.util.spec_from_file_location("train_ensemble", SCRIPT)
-train_ensemble = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_ensemble)
+from tests.scripts import load_script
+
+train_ensemble = load_script("train_ensemble")
 
 QUICK = ["--max-epochs", "1", "--limit-train-batches", "40", "--limit-val-batches", "2"]
 
