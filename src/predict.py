@@ -79,11 +79,17 @@ def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int) -> i
     from src.atomic import atomic_write_text
     from src.data.kaggle_csv import read_kaggle_csv
 
-    images, _ = read_kaggle_csv(source)
-    labels = probabilities(models, images, batch_size).argmax(dim=1).tolist()
-    lines = ["ImageId,Label", *(f"{image_id},{label}" for image_id, label in enumerate(labels, start=1))]
+    images, labels = read_kaggle_csv(source)
+    if labels is not None:
+        print(
+            f"note: {printable(source)} has a label column (like Kaggle's train.csv); the submission ignores it. "
+            "Kaggle scores predictions of test.csv",
+            file=sys.stderr,
+        )
+    predicted = probabilities(models, images, batch_size).argmax(dim=1).tolist()
+    lines = ["ImageId,Label", *(f"{image_id},{label}" for image_id, label in enumerate(predicted, start=1))]
     atomic_write_text(output, "\n".join(lines) + "\n")
-    print(f"{len(labels):,} predictions written to {printable(output)}")
+    print(f"{len(predicted):,} predictions written to {printable(output)}")
     return 0
 
 

@@ -138,3 +138,11 @@ def test_outputs_never_replace_the_commands_inputs(short_run, digit_files, tmp_p
             == f"error: {flag}: {victim} is also an input of this command; give another file to write\n"
         )
         assert victim.read_bytes() == before
+
+
+def test_a_labelled_csv_is_predicted_with_a_note_that_kaggle_scores_test_csv(kaggle_run, tmp_path, capsys):
+    output = tmp_path / "submission.csv"
+    assert main(["--ckpt", str(kaggle_run), "--input", str(KAGGLE_DIR / "train.csv"), "--output", str(output)]) == 0
+    note = f"note: {KAGGLE_DIR / 'train.csv'} has a label column (like Kaggle's train.csv); the submission ignores it."
+    assert capsys.readouterr().err.startswith(note)
+    assert len(output.read_text().splitlines()) == 2001
