@@ -52,6 +52,9 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
     trained_with = hyperparameters.get("optimizer")
     if trained_with is not None and trained_with != optimizer:  # its state would not load into another optimizer
         raise UserError(checkpoint, f"was trained with {trained_with}; the recipe now says {optimizer}")
+    # The optimizer's saved state restores its learning rate: another --lr would be recorded but not used.
+    if isinstance(hyperparameters.get("lr"), float | int) and hyperparameters["lr"] != recipe.lr:
+        raise UserError(checkpoint, f"was trained with {_differing('lr', float(hyperparameters['lr']))}")
     # Other data, another share or split would move images between training and validation (validation would
     # score trained-on ones), and another seed would draw the rest of the run differently.
     trained = saved.get("datamodule_hyper_parameters") or {}

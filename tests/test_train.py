@@ -205,6 +205,9 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
     sgd.write_text("model: lenet5\noptimizer: sgd\n")
     assert main([*common, "--config", str(sgd), "--max-epochs", "3", "--resume", "last"]) == 2
     assert capsys.readouterr().err == f"error: {last}: was trained with adam; the recipe now says sgd\n"
+    # The restored optimizer state keeps its lr: another --lr was written to config.yaml but never used.
+    assert main([*common, "--max-epochs", "3", "--lr", "0.5", "--resume", "last"]) == 2
+    assert capsys.readouterr().err == f"error: {last}: was trained with lr 0.001; give --lr 0.001 to resume it\n"
 
 
 @pytest.mark.parametrize(
