@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 def predict(args) -> int:
     from src.checkpoints import load_classifier, trained_on
 
+    if args.show_preprocessed and Path(args.show_preprocessed).suffix.lower() != ".png":
+        raise UserError(
+            "--show-preprocessed", f"writes a PNG; give a file name ending in .png, not {args.show_preprocessed}"
+        )
     loaded = [load_classifier(path) for path in args.ckpt]
     models = [model for model, _ in loaded]
     if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):

@@ -98,6 +98,10 @@ def test_file_names_that_are_not_utf8_are_escaped_not_a_crash(short_run, digit_f
             ["--show-preprocessed", "{tmp}/seen.png"],
             "error: --show-preprocessed: shows images given as files; a Kaggle CSV is already 28x28",
         ),
+        (  # it wrote PNG data under that name
+            ["--show-preprocessed", "{tmp}/seen.jpg"],
+            "error: --show-preprocessed: writes a PNG; give a file name ending in .png, not {tmp}/seen.jpg",
+        ),
         (
             ["--batch-size", "0"],
             "error: python -m src.predict: argument --batch-size: expected a whole number of at least 1, got '0'",
