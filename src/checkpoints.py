@@ -27,8 +27,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
             best = json.loads(results.read_text()).get("best_checkpoint")
         except (ValueError, OSError, AttributeError):  # not JSON, not UTF-8, not an object: fall back
             best = None
-        if isinstance(best, str) and Path(best).is_file():
-            return Path(best)
+        # This run's own file of that name: results.json keeps the path it had when the run was trained,
+        # which in a copied or moved run directory is the original's (or nothing).
+        if isinstance(best, str) and (path / "checkpoints" / Path(best).name).is_file():
+            return path / "checkpoints" / Path(best).name
     candidates = sorted((path / "checkpoints").glob("best-*.ckpt")) or sorted((path / "checkpoints").glob("last.ckpt"))
     if not candidates:
         raise UserError(path, "run directory has no checkpoints/best-*.ckpt or last.ckpt")

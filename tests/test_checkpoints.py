@@ -1,4 +1,5 @@
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -21,6 +22,12 @@ def test_run_directory_resolves_to_its_best_checkpoint(short_run):
     assert resolve_checkpoint(short_run).name == "best-epoch000.ckpt"
     model, path = load_classifier(short_run)
     assert model.hparams.arch == "lenet5" and not model.training and path.name == "best-epoch000.ckpt"
+
+
+def test_a_copied_run_directory_resolves_to_its_own_checkpoint(short_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(short_run, copy)  # its results.json still names the original's file
+    assert resolve_checkpoint(copy) == copy / "checkpoints" / "best-epoch000.ckpt"
 
 
 @pytest.mark.filterwarnings("error")  # torch's own warnings would add lines to the one-line error
