@@ -39,7 +39,7 @@ from torchvision import transforms  # noqa: E402
 
 from src.build import lay_out, make_classifier, make_datamodule  # noqa: E402
 from src.callbacks import TrainThroughput, build_callbacks  # noqa: E402
-from src.cli import Parser, positive_int, quiet_lightning, run_command  # noqa: E402
+from src.cli import Parser, positive_float, positive_int, quiet_lightning, run_command  # noqa: E402
 from src.config import resolve_recipe  # noqa: E402
 from src.data.datamodule import DigitsDataModule  # noqa: E402
 from src.data.mnist import load_mnist  # noqa: E402
@@ -274,16 +274,6 @@ def fraction(text: str) -> float:
     value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected an accuracy in (0, 1], got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 

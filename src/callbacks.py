@@ -37,6 +37,10 @@ class WarmedUpEma(AveragedModel):
         super().__init__(model, device=device, use_buffers=True)
         self.decay = decay
         self._updates: int | None = None  # n_averaged, on the host
+        # Fixed for the average's life (loading copies into these tensors): floats are averaged, integer
+        # buffers (batch norm's num_batches_tracked) follow the model.
+        self._floating = [t.is_floating_point() for t in tensors_of(self.module)]
+        self._averaged_floats, self._averaged_counters = split(tensors_of(self.module), self._floating)
 
     def load_state_dict(self, *args, **kwargs):
         self._updates = None
@@ -46,20 +50,27 @@ class WarmedUpEma(AveragedModel):
     def update_parameters(self, model: torch.nn.Module) -> None:
         if self._updates is None:
             self._updates = int(self.n_averaged)
-        averaged = [*self.module.parameters(), *self.module.buffers()]
-        current = [t.detach() for t in [*model.parameters(), *model.buffers()]]
+        current_floats, current_counters = split([t.detach() for t in tensors_of(model)], self._floating)
         if self._updates == 0:
-            torch._foreach_copy_(averaged, current)
+            torch._foreach_copy_(self._averaged_floats, current_floats)
         else:
             n = self._updates
-            floating = [i for i, t in enumerate(averaged) if t.is_floating_point()]
-            counters = [i for i, t in enumerate(averaged) if not t.is_floating_point()]
-            weight = 1 - min(self.decay, (1 + n) / (10 + n))
-            torch._foreach_lerp_([averaged[i] for i in floating], [current[i] for i in floating], weight)
-            if counters:  # integer buffers (batch norm's num_batches_tracked) follow the model
-                torch._foreach_copy_([averaged[i] for i in counters], [current[i] for i in counters])
+            torch._foreach_lerp_(self._averaged_floats, current_floats, 1 - min(self.decay, (1 + n) / (10 + n)))
+        if current_counters:
+            torch._foreach_copy_(self._averaged_counters, current_counters)
         self._updates += 1
         self.n_averaged += 1
+
+
+def tensors_of(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *module.buffers()]
+
+
+def split(tensors: list[torch.Tensor], chosen: list[bool]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(the tensors where `chosen`, the others)."""
+    return [t for t, c in zip(tensors, chosen, strict=True) if c], [
+        t for t, c in zip(tensors, chosen, strict=True) if not c
+    ]
 
 
 class EmaWeightAveraging(WeightAveraging):

@@ -90,7 +90,6 @@ def test_checkpoints_load_safely_without_naming_the_architecture(one_epoch_run):
 class RecordBatchLosses(pl.Callback):
     def __init__(self):
         self.losses = collections.defaultdict(list)
-
         self.monitored = []  # train/loss as the plateau and early stopping read it, after each epoch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
