@@ -3,6 +3,7 @@ finding them, resuming them, and the logger that writes them."""
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -105,6 +106,13 @@ def make_logger(logdir: str | Path, model: str, processes: int, resume_from: Pat
             logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
         )
     return logger
+
+
+def remove_if_unsaved(run_dir: Path) -> None:
+    """Remove a new run directory that failed before its first checkpoint: it holds nothing to resume or
+    evaluate, only a config.yaml and events that would show in TensorBoard as an empty run."""
+    if not any((run_dir / "checkpoints").glob("*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run_dir_of(checkpoint: Path) -> Path:

@@ -83,7 +83,7 @@ def train(recipe: Recipe) -> int:
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
     from src.results import write_results
-    from src.runs import check_writable, make_logger, resume_checkpoint
+    from src.runs import check_writable, make_logger, remove_if_unsaved, resume_checkpoint
 
     started = time.perf_counter()
     probe = probe_machine()
@@ -141,6 +141,10 @@ def train(recipe: Recipe) -> int:
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    except UserError:  # a recipe that fails once training starts (a NaN loss, a onecycle of too few steps)
+        if writes_files and resume_from is None and trainer.is_global_zero:
+            remove_if_unsaved(run_dir)
+        raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C and SIGTERM into these
         if not (trainer.interrupted and writes_files):
             raise

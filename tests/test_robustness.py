@@ -170,7 +170,31 @@ def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, 
     assert re.fullmatch(
         r"error: training: the loss became (nan|inf) in epoch 1; try a lower learning rate than 1e\+06 \(--lr\)\n", err
     )
-    assert not list((tmp_path / "lenet5" / "version_0").glob("checkpoints/*.ckpt"))
+    assert not (tmp_path / "lenet5" / "version_0").exists()  # nothing half-written: no empty run in TensorBoard
+
+
+def test_a_recipe_that_fails_once_training_starts_leaves_no_run_directory(tmp_path, capsys):
+    # fast.yaml's one-cycle over 4 steps has a warm-up of one step: torch's schedule cannot be built.
+    argv = ["--config", str(ROOT / "configs" / "fast.yaml"), "--limit-train-batches", "4"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: scheduler_args: onecycle cannot schedule 4 steps")
+    assert list((tmp_path / "fast_cnn").iterdir()) == []
+
+
+def test_a_failed_resume_of_a_loose_checkpoint_keeps_its_folder(tmp_path, monkeypatch, capsys):
+    common = ["--model", "lenet5", "--limit-train-batches", "5", "--limit-val-batches", "1", "--logdir", str(tmp_path)]
+    assert main([*common, "--max-epochs", "1"]) == 0
+    loose = tmp_path / "kept" / "mine.ckpt"
+    loose.parent.mkdir()
+    loose.write_bytes((tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt").read_bytes())
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("src.callbacks.torch.save", full_disk)
+    assert main([*common, "--max-epochs", "2", "--resume", str(loose)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert loose.is_file()
 
 
 def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
