@@ -210,6 +210,28 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
 
 
 @pytest.mark.parametrize(
+    "schedule, longer, message",
+    [  # OneCycleLR raised a ValueError past its last step; the cosine silently climbed back up
+        ("onecycle", ["--max-epochs", "2"], "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size"),
+        ("onecycle", ["--batch-size", "32"], "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size"),
+        ("cosine", ["--max-epochs", "2"], "spans 1 epochs, this run 2: resume with the --max-epochs it was trained"),
+    ],
+)
+def test_a_fixed_length_lr_schedule_resumes_only_at_its_length(schedule, longer, message, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"model: lenet5\nscheduler: {schedule}\n")
+    common = ["--config", str(recipe), "--limit-train-batches", "0.012", "--limit-val-batches", "1"]  # 10 steps
+    assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main([*common, "--max-epochs", "1", *longer, "--resume", "last", "--logdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --resume: the checkpoint's LR schedule {message}")
+    assert sorted(p.name for p in (tmp_path / "lenet5" / "version_0" / "checkpoints").iterdir()) == [
+        "best-epoch000.ckpt",
+        "last.ckpt",
+    ]
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
         (["--model", "resnet999"], "error: --model: unknown model 'resnet999'; choose from bn_cnn"),

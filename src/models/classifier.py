@@ -10,7 +10,7 @@ from torchvision.utils import make_grid
 from src.data.transforms import denormalise
 from src.metrics import MONITOR_MODES
 from src.models.epoch_metrics import LossAndAccuracy
-from src.models.optim import build_optimizer, build_scheduler
+from src.models.optim import build_optimizer, build_scheduler, check_resumed_length
 from src.models.registry import build_model, count_parameters
 
 SAMPLE_GRID = 64  # training inputs shown in TensorBoard once, after augmentation
@@ -43,6 +43,9 @@ class DigitClassifier(pl.LightningModule):
         )
         self.plateau: ReduceLROnPlateau | None = None  # stepped here, not by Lightning: see configure_optimizers
         self._plateau_state: dict | None = None
+        self._scheduler_states: list[
+            dict
+        ] = []  # a resumed checkpoint's, loaded by Lightning after configure_optimizers
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook, ~42 times a training step; nn.Module's
@@ -124,6 +127,7 @@ class DigitClassifier(pl.LightningModule):
         # Checkpoints before 2026-12-02 hold it in Lightning's lr_schedulers (one epoch behind).
         older = [state for state in checkpoint.get("lr_schedulers", []) if "num_bad_epochs" in state]
         self._plateau_state = checkpoint.get("plateau_scheduler") or next(iter(older), None)
+        self._scheduler_states = checkpoint.get("lr_schedulers", [])
 
     def on_train_epoch_start(self) -> None:
         self.train_metrics.reset()
@@ -148,7 +152,11 @@ class DigitClassifier(pl.LightningModule):
             if self._plateau_state is not None:
                 self.plateau.load_state_dict(self._plateau_state)
             return optimizer
-        return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}
+        if scheduler is None:
+            return optimizer
+        for saved in self._scheduler_states:
+            check_resumed_length(scheduler["scheduler"], saved)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def _log_sample_inputs(self, inputs: torch.Tensor) -> None:
         if isinstance(self.logger, TensorBoardLogger):

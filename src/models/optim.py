@@ -18,6 +18,7 @@ FUSED_DEVICES = {"cpu", "cuda"}
 SCHEDULERS = ("none", "plateau", "onecycle", "cosine")
 TEXT_ARGS = {"anneal_strategy"}  # OneCycleLR's "cos" or "linear"; every other argument is a number
 PLATEAU_DEFAULTS = {"factor": 0.1, "patience": 10, "min_delta": 1e-4, "cooldown": 0, "min_lr": 0.0}  # Keras'
+LENGTHS = {"total_steps": "steps", "T_max": "epochs"}  # what fixes the length of OneCycleLR and CosineAnnealingLR
 
 
 def numbers_as_meant(args: dict) -> dict:
@@ -88,3 +89,19 @@ def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, t
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, **args)
         return {"scheduler": scheduler, "interval": "epoch"}
     raise UserError("scheduler", f"unknown scheduler {name!r}; choose from {', '.join(SCHEDULERS)}")
+
+
+def check_resumed_length(scheduler, saved_state: dict) -> None:
+    """A onecycle or cosine schedule resumed from `saved_state` keeps the length it was built for, whatever
+    this run's: OneCycleLR would then raise a ValueError past its last step, and the cosine climb back up."""
+    for key, unit in LENGTHS.items():
+        built, saved = getattr(scheduler, key, None), saved_state.get(key)
+        if built is not None and saved is not None and built != saved:
+            needs = (
+                "--max-epochs" if key == "T_max" else "--max-epochs, --batch-size, --limit-train-batches and devices"
+            )
+            raise UserError(
+                "--resume",
+                f"the checkpoint's LR schedule spans {saved} {unit}, this run {built}: resume with the {needs} "
+                "it was trained with",
+            )
