@@ -4,6 +4,7 @@ import dataclasses
 import types
 import typing
 import warnings
+from collections.abc import Hashable
 from pathlib import Path
 
 import yaml
@@ -88,11 +89,31 @@ def recipe_path(model: str) -> Path:
     return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error: PyYAML keeps the last value
+    silently, so a recipe edited by adding `lr: 0.01` below an existing `lr:` line would hide the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`, which later keys may override
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):  # PyYAML's own error follows
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_recipe_file(path: str | Path) -> dict:
     """A recipe file as a dict of known keys (one-line error for anything else)."""
     path = Path(path)
     try:
-        content = yaml.safe_load(path.read_text())
+        content = yaml.load(path.read_text(), RecipeLoader)
     except FileNotFoundError:
         raise UserError(path, "recipe file not found") from None
     except OSError as e:

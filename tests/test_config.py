@@ -155,6 +155,28 @@ def test_wrong_types_and_bad_yaml(tmp_path):
         resolve_recipe({}, str(path))
 
 
+@pytest.mark.parametrize(
+    "yaml_text, line, key",
+    [  # PyYAML keeps the last of two values silently
+        ("model: lenet5\nlr: 0.001\nbatch_size: 64\nlr: 0.01\n", 4, "lr"),
+        ("model: lenet5\naugment:\n  rotation: 10\n  rotation: 15\n", 4, "rotation"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(yaml_text, line, key, tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(UserError, match=f"r.yaml: is not valid YAML at line {line}: key '{key}' is given twice in one"):
+        resolve_recipe({}, str(path))
+
+
+def test_a_yaml_merge_key_may_be_overridden(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "model: lenet5\noptimizer_args: &adam {weight_decay: 0.1}\nscheduler_args: {<<: *adam, weight_decay: 2}\n"
+    )
+    assert resolve_recipe({}, str(path)).scheduler_args == {"weight_decay": 2}
+
+
 def test_seed_recipes_carry_the_notebooks_values():
     keras_cnn = resolve_recipe({"model": "keras_cnn"})
     assert (keras_cnn.optimizer, keras_cnn.lr, keras_cnn.optimizer_args) == (
