@@ -176,6 +176,7 @@ def write_figures(output: Path, run_dir: Path, images, labels, probabilities, ma
     from torch.utils.tensorboard import SummaryWriter
 
     from src.figures import confusion_matrix_figure, curves_figure, image_grid_figure, save_figure
+    from src.runs import is_run_dir
 
     confidence, predicted = probabilities.max(dim=1)
     wrong = (predicted != labels).nonzero().flatten()
@@ -190,6 +191,8 @@ def write_figures(output: Path, run_dir: Path, images, labels, probabilities, ma
         figures["curves"] = curves_figure(curves, f"Training curves: {run_dir}")
     for name, figure in figures.items():
         save_figure(figure, output / f"{name}.png")
+    if not is_run_dir(run_dir):  # a loose checkpoint's folder (Downloads, say) gets no TensorBoard events
+        return
     try:  # a run directory may be read-only (a shared or archived run) while --output-dir is not
         with SummaryWriter(log_dir=str(run_dir)) as writer:
             for name, figure in figures.items():

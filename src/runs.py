@@ -115,6 +115,11 @@ def remove_if_unsaved(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether src.train made `path` (it writes config.yaml first): not a folder a checkpoint was copied to."""
+    return (path / "config.yaml").is_file()
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory that holds `checkpoint` (…/version_N/checkpoints/x.ckpt -> …/version_N)."""
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent

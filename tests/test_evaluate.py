@@ -1,7 +1,9 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src.evaluate import main
 
@@ -19,6 +21,20 @@ def test_evaluation_matches_the_runs_test_accuracy_and_writes_figures(short_run,
     assert f"{results['test_acc']:.2%} accuracy" in out and "digit  precision  recall" in out
     for figure in ("confusion_matrix.png", "misclassified.png", "curves.png"):
         assert (short_run / "evaluation" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    events = EventAccumulator(str(short_run))
+    events.Reload()
+    assert {"evaluation/confusion_matrix", "evaluation/misclassified", "evaluation/curves"} <= set(
+        events.Tags()["images"]
+    )
+
+
+def test_a_loose_checkpoint_gets_its_figures_beside_it_and_no_tensorboard_events(short_run, tmp_path):
+    loose = tmp_path / "downloads" / "model.ckpt"
+    loose.parent.mkdir()
+    shutil.copy(short_run / "checkpoints" / "last.ckpt", loose)
+    assert main(["--ckpt", str(loose)]) == 0
+    assert sorted(p.name for p in loose.parent.iterdir()) == ["evaluation", "model.ckpt"]
+    assert (loose.parent / "evaluation" / "metrics.json").is_file()
 
 
 def test_ensemble_reports_each_member_and_the_mean(short_run, capsys):
