@@ -107,17 +107,21 @@ class RunCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint that keeps its record when the run directory was moved or copied before --resume.
 
     Lightning's forgets the best checkpoint when the folder changes: the next better epoch left a second
-    best-*.ckpt beside the first, and a run with no better epoch looked for its best in the old folder."""
+    best-*.ckpt beside the first, and a run with no better epoch looked for its best in the old folder.
+    A new run resumed from a loose checkpoint starts a record of its own (Lightning's, less its warning)."""
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_dir = state_dict.get("dirpath")
         if saved_dir and self.dirpath and saved_dir != self.dirpath:
             state_dict = _moved_to(state_dict, Path(saved_dir), Path(self.dirpath))
+            if state_dict is None:
+                self.best_model_path = ""  # the next epoch is the best
+                return
         super().load_state_dict(state_dict)
 
 
-def _moved_to(state: dict, old: Path, new: Path) -> dict:
-    """`state` with its checkpoint paths in `old` moved to `new` if those files are there; else without a best."""
+def _moved_to(state: dict, old: Path, new: Path) -> dict | None:
+    """`state` with its checkpoint paths in `old` moved to `new` if those files are there; else None."""
 
     def moved(path: str | None) -> str | None:
         return str(new / Path(path).name) if path and Path(path).parent == old else path
@@ -125,7 +129,7 @@ def _moved_to(state: dict, old: Path, new: Path) -> dict:
     best_k_models = {moved(path): score for path, score in state.get("best_k_models", {}).items()}
     best = moved(state["best_model_path"])
     if not all(Path(path).is_file() for path in [*best_k_models, best] if path):
-        return {**state, "best_model_path": ""}  # Lightning starts a new record: the next epoch is the best
+        return None
     path_keys = ("kth_best_model_path", "last_model_path")
     moved_paths = {key: moved(state[key]) for key in path_keys if key in state}
     return {**state, **moved_paths, "dirpath": str(new), "best_k_models": best_k_models, "best_model_path": best}

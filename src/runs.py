@@ -91,12 +91,19 @@ def check_writable(directory: Path) -> None:
         raise UserError(f"--logdir {directory}", f"cannot be written ({why_not(directory, e)})") from None
 
 
-def make_logger(logdir: str | Path, model: str, processes: int, resume_from: Path | None):
-    """The run's TensorBoardLogger: the resumed run's directory, else a new version that every DDP process shares."""
+def run_dir_to_continue(resume_from: Path | None) -> Path | None:
+    """The run directory that resuming `resume_from` continues in; None (a new run under --logdir) when
+    there is nothing to resume or the checkpoint lies loose in a folder of the user's."""
+    if resume_from is None or not is_run_dir(run_dir_of(resume_from)):
+        return None
+    return run_dir_of(resume_from)
+
+
+def make_logger(logdir: str | Path, model: str, processes: int, run_dir: Path | None):
+    """The run's TensorBoardLogger: in `run_dir` (a resumed run), else a new version that every DDP process shares."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    if resume_from is not None:
-        run_dir = run_dir_of(resume_from)
+    if run_dir is not None:
         return TensorBoardLogger(save_dir=run_dir.parent.parent, name=run_dir.parent.name, version=run_dir.name)
     # DDP re-runs this command in every process; they must all use the version rank 0 chose.
     version = os.environ.get(RUN_VERSION_VARIABLE) if os.environ.get("LOCAL_RANK", "0") != "0" else None

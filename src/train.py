@@ -83,7 +83,7 @@ def train(recipe: Recipe) -> int:
     from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
     from src.results import write_results
-    from src.runs import check_writable, make_logger, remove_if_unsaved, resume_checkpoint
+    from src.runs import check_writable, make_logger, remove_if_unsaved, resume_checkpoint, run_dir_to_continue
 
     started = time.perf_counter()
     probe = probe_machine()
@@ -114,7 +114,8 @@ def train(recipe: Recipe) -> int:
     writes_files = not recipe.fast_dev_run
     if writes_files:
         check_writable(Path(recipe.logdir) / recipe.model)  # a file in the way of LOGDIR/MODEL, say
-    logger = make_logger(recipe.logdir, recipe.model, plan.processes, resume_from)
+    continued = run_dir_to_continue(resume_from)
+    logger = make_logger(recipe.logdir, recipe.model, plan.processes, continued)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
     trainer = pl.Trainer(
@@ -142,7 +143,7 @@ def train(recipe: Recipe) -> int:
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     except UserError:  # a recipe that fails once training starts (a NaN loss, a onecycle of too few steps)
-        if writes_files and resume_from is None and trainer.is_global_zero:
+        if writes_files and continued is None and trainer.is_global_zero:
             remove_if_unsaved(run_dir)
         raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C and SIGTERM into these

@@ -181,20 +181,28 @@ def test_a_recipe_that_fails_once_training_starts_leaves_no_run_directory(tmp_pa
     assert list((tmp_path / "fast_cnn").iterdir()) == []
 
 
-def test_a_failed_resume_of_a_loose_checkpoint_keeps_its_folder(tmp_path, monkeypatch, capsys):
+def test_a_loose_checkpoint_resumes_into_a_new_run_and_leaves_its_folder_alone(tmp_path, monkeypatch, capsys, recwarn):
     common = ["--model", "lenet5", "--limit-train-batches", "5", "--limit-val-batches", "1", "--logdir", str(tmp_path)]
     assert main([*common, "--max-epochs", "1"]) == 0
-    loose = tmp_path / "kept" / "mine.ckpt"
+    loose = tmp_path / "downloads" / "mine.ckpt"
     loose.parent.mkdir()
     loose.write_bytes((tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt").read_bytes())
 
     def full_disk(obj, f, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("src.callbacks.torch.save", full_disk)
-    assert main([*common, "--max-epochs", "2", "--resume", str(loose)]) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr("src.callbacks.torch.save", full_disk)
+        assert main([*common, "--max-epochs", "2", "--resume", str(loose)]) == 2
     assert "No space left on device" in capsys.readouterr().err
-    assert loose.is_file()
+    assert sorted(p.name for p in (tmp_path / "lenet5").iterdir()) == ["version_0"]  # the failed run left nothing
+
+    assert main([*common, "--max-epochs", "2", "--resume", str(loose)]) == 0
+    assert f"run directory: {tmp_path / 'lenet5' / 'version_1'} (resuming mine.ckpt)" in capsys.readouterr().out
+    assert [p.name for p in loose.parent.iterdir()] == ["mine.ckpt"]  # it wrote checkpoints and events there
+    results = json.loads((tmp_path / "lenet5" / "version_1" / "results.json").read_text())
+    assert results["epochs_run"] == 2 and results["best_epoch"] == 2  # its own record: epoch 1 is in version_0
+    assert not [w for w in recwarn if "dirpath has changed" in str(w.message)]
 
 
 def test_unwritable_logdir_fails_before_training(tmp_path, capsys):
