@@ -62,6 +62,17 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
     for key in ("data", "val_fraction", "val_split", "seed", "split_seed"):
         if key in trained and trained[key] != getattr(recipe, key):
             raise UserError(checkpoint, f"was trained with {_differing(key, trained[key])}")
+    # Another batch size would slice the interrupted epoch differently: Lightning's count of batches done
+    # would skip or repeat images. Older checkpoints do not say how many processes divided it.
+    processes = (saved.get("DigitsDataModule") or {}).get("processes")
+    if isinstance(processes, int) and isinstance(trained.get("batch_size"), int):
+        if trained["batch_size"] * processes != recipe.batch_size:
+            raise UserError(
+                checkpoint, f"was trained with {_differing('batch_size', trained['batch_size'] * processes)}"
+            )
+        schedule = {epoch: size * processes for epoch, size in (trained.get("batch_schedule") or {}).items()}
+        if schedule != (recipe.batch_schedule or {}):
+            raise UserError(checkpoint, f"was trained with {_differing('batch_schedule', schedule or None)}")
     loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
     done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
     if isinstance(done, int) and done > max_epochs:
@@ -73,11 +84,12 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
 def _differing(key: str, value) -> str:
     """What a run was trained with, and how to resume it so."""
     flag = "--" + key.replace("_", "-")
+    recipe_only = key in ("val_split", "batch_schedule")  # keys without a flag
     if value is None:
-        return f"no {flag}; resume it without one"
+        return f"no {key}; resume it with a recipe without one" if recipe_only else f"no {flag}; resume it without one"
     shown = f"{value:g}" if isinstance(value, float) else value
-    if key == "val_split":  # a recipe key without a flag
-        return f"val_split {shown}; resume it with a recipe that says so"
+    if recipe_only:
+        return f"{key} {shown}; resume it with a recipe that says so"
     return f"{key} {shown}; give {flag} {shown} to resume it"
 
 

@@ -213,7 +213,11 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
     "schedule, longer, message",
     [  # OneCycleLR raised a ValueError past its last step; the cosine silently climbed back up
         ("onecycle", ["--max-epochs", "2"], "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size"),
-        ("onecycle", ["--batch-size", "32"], "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size"),
+        (
+            "onecycle",
+            ["--limit-train-batches", "0.024"],
+            "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size",
+        ),
         ("cosine", ["--max-epochs", "2"], "spans 1 epochs, this run 2: resume with the --max-epochs it was trained"),
     ],
 )
@@ -291,6 +295,21 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
                 ({"seed": 3}, "seed 3; give --seed 3 to resume it"),
                 ({"split_seed": 5}, "split_seed 5; give --split-seed 5 to resume it"),
                 ({"val_split": "head"}, "val_split head; resume it with a recipe that says so"),
+            ]
+        ],
+        *[  # another batch size slices the interrupted epoch differently; the checkpoint says how many processes
+            (
+                {
+                    "state_dict": {},
+                    "hyper_parameters": {"arch": "lenet5"},
+                    "datamodule_hyper_parameters": {"batch_size": size, "batch_schedule": schedule},
+                    "DigitsDataModule": {"processes": 2},
+                },
+                f"was trained with {message}",
+            )
+            for size, schedule, message in [  # lenet5's recipe: batch 32, no schedule
+                (32, None, "batch_size 64; give --batch-size 64 to resume it"),
+                (16, {2: 64}, "batch_schedule {2: 128}; resume it with a recipe that says so"),
             ]
         ],
     ],

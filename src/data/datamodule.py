@@ -106,6 +106,11 @@ class DigitsDataModule(pl.LightningDataModule):
             raise UserError(csv, "has no label column; training needs Kaggle's labelled train.csv")
         return images, labels
 
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the process count that divided the batch sizes, so that a resume can tell the
+        global batch size it was trained with (src/runs.py)."""
+        return {"processes": self.trainer.world_size if self.trainer else 1}
+
     def batch_size_at(self, epoch: int) -> int:
         """The per-process training batch size of `epoch` (0-based), following `batch_schedule`."""
         size = self.hparams.batch_size
