@@ -207,6 +207,10 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
     # The restored optimizer state keeps its lr: another --lr was written to config.yaml but never used.
     assert main([*common, "--max-epochs", "3", "--lr", "0.5", "--resume", "last"]) == 2
     assert capsys.readouterr().err == f"error: {last}: was trained with lr 0.001; give --lr 0.001 to resume it\n"
+    assert main([*common, "--max-epochs", "3", "--batch-size", "64", "--resume", "last"]) == 2
+    assert (
+        capsys.readouterr().err == f"error: {last}: was trained with batch_size 32; give --batch-size 32 to resume it\n"
+    )
 
 
 @pytest.mark.parametrize(
