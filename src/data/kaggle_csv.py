@@ -7,6 +7,7 @@ A parsed file is cached as a tensor file keyed by the SHA-256 of the CSV's bytes
 import contextlib
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from src.torch_files import damaged_record
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
+CACHES_KEPT = 4  # the most recently used: Kaggle's train.csv and test.csv and two more; each is ~33 MB
 
 
 def read_kaggle_csv(
@@ -31,6 +33,8 @@ def read_kaggle_csv(
         try:  # a damaged cache is rebuilt from the CSV, never trusted
             cached = torch.load(cache, weights_only=True)
             if damaged_record(cache) is None:
+                with contextlib.suppress(OSError):
+                    os.utime(cache)  # used: the last to be pruned
                 return cached["images"], cached.get("labels")
         except Exception:
             pass
@@ -40,7 +44,16 @@ def read_kaggle_csv(
         # A cache is an optimisation: a read-only or full disk must not stop the command.
         with contextlib.suppress(WriteError, RuntimeError):
             atomic_save(cache, lambda f: torch.save(payload, f))
+        prune_caches(cache.parent)
     return images, labels
+
+
+def prune_caches(cache_dir: Path) -> None:
+    """Delete all but the CACHES_KEPT most recently used caches: every edited CSV leaves one behind."""
+    with contextlib.suppress(OSError):  # another process may be pruning too
+        caches = sorted(cache_dir.glob("kaggle-*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in caches[CACHES_KEPT:]:
+            old.unlink(missing_ok=True)
 
 
 def parse_kaggle_csv(path: Path, raw: bytes) -> tuple[torch.Tensor, torch.Tensor | None]:

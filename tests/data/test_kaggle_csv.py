@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -34,6 +36,22 @@ def test_cache_returns_the_same_tensors(tmp_path):
     assert len(list(tmp_path.glob("kaggle-*.pt"))) == 1
     second = read_kaggle_csv(KAGGLE_DIR / "train.csv", cache_dir=tmp_path)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_the_cache_keeps_the_four_most_recently_used_files(tmp_path):
+    cache_dir = tmp_path / "cache"
+    caches = []
+    for digit in range(5):
+        csv = write(tmp_path, HEADER, row(digit), name=f"edit{digit}.csv")
+        before = set(cache_dir.glob("*.pt"))
+        read_kaggle_csv(csv, cache_dir=cache_dir)
+        (made,) = set(cache_dir.glob("*.pt")) - before
+        caches.append(made)
+        if digit == 3:  # four files, used in this order; then the oldest is used again
+            for age, cache in enumerate(caches):
+                os.utime(cache, (1000 + age, 1000 + age))
+            read_kaggle_csv(tmp_path / "edit0.csv", cache_dir=cache_dir)
+    assert sorted(cache_dir.glob("*.pt")) == sorted([caches[0], *caches[2:]])  # edit1's, least recently used, went
 
 
 def test_a_damaged_cache_is_rebuilt_not_trusted(tmp_path):
