@@ -20,6 +20,7 @@ from src.atomic import WriteError, atomic_save
 from src.config import Recipe, checkpoint_monitor, early_stopping_args
 from src.errors import UserError
 from src.metrics import MONITOR_MODES
+from src.validation_figures import ValidationFigures
 
 
 class WarmedUpEma(AveragedModel):
@@ -226,7 +227,11 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     mode = MONITOR_MODES[recipe.monitor]
     callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
     if run_dir is not None:
-        callbacks += [LearningRateMonitor(logging_interval="epoch"), SaveOnInterrupt(run_dir / "checkpoints")]
+        callbacks += [
+            LearningRateMonitor(logging_interval="epoch"),
+            SaveOnInterrupt(run_dir / "checkpoints"),
+            ValidationFigures(),
+        ]
         # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
         callbacks.append(
             RunCheckpoint(

@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy  # noqa: E402
 import torch  # noqa: E402
 
 from src.atomic import atomic_save  # noqa: E402
@@ -33,14 +34,20 @@ def confusion_matrix_figure(matrix: torch.Tensor, title: str):
 
 
 def image_grid_figure(images: torch.Tensor, captions: list[str], title: str, columns: int = 8):
-    """images uint8 [N, 28, 28] (white ink on black), one caption under each."""
+    """images uint8 [N, 28, 28] (white ink on black), one caption under each. One mosaic in one axes:
+    a subplot per image took 0.5-0.7 s for 32 images, too slow to draw after every validation epoch."""
     rows = max(1, -(-len(images) // columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(columns * 1.3, rows * 1.55), squeeze=False)
-    for index, axes in enumerate(grid.flat):
-        axes.axis("off")
-        if index < len(images):
-            axes.imshow(images[index].numpy(), cmap="gray", vmin=0, vmax=255)
-            axes.set_title(captions[index], fontsize=7)
+    tile = 28 + 12  # the image, then room for its caption
+    mosaic = numpy.full((rows * tile, columns * 32), 255, dtype=numpy.uint8)
+    for index, image in enumerate(images.numpy()):
+        top, left = (index // columns) * tile, (index % columns) * 32 + 2
+        mosaic[top : top + 28, left : left + 28] = image
+    figure, axes = plt.subplots(figsize=(columns * 1.3, rows * 1.55 + 0.4))
+    axes.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    axes.axis("off")
+    for index, caption in enumerate(captions[: len(images)]):
+        x, y = (index % columns) * 32 + 16, (index // columns) * tile + 28 + 5
+        axes.text(x, y, caption, ha="center", va="center", fontsize=7)
     figure.suptitle(title)
     return figure
 

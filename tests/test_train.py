@@ -69,7 +69,7 @@ def test_tensorboard_has_the_promised_scalars_and_images(one_epoch_run):
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "hp_metric"} <= scalars
     assert any(tag.startswith("lr-") for tag in scalars)
-    assert "train/inputs" in events.Tags()["images"]
+    assert {"train/inputs", "val/confusion_matrix", "val/mistakes"} <= set(events.Tags()["images"])
     results = json.loads((one_epoch_run / "results.json").read_text())
     # TensorBoard's HPARAMS tab lists a run only if hparams were logged with a metric: a placeholder at the start
     assert (events.Scalars("hp_metric")[0].step, events.Scalars("hp_metric")[0].value) == (0, -1)
@@ -498,7 +498,8 @@ class HostReads(TorchDispatchMode):
 @pytest.mark.parametrize("recipe", ["fast", "deep_bn_cnn"])  # one-cycle; EMA, augmentation and cosine
 def test_training_steps_read_no_value_back_from_the_device(tmp_path, recipe):
     """On a GPU each read waits for every kernel queued so far: one per step would hold the GPU to the
-    host's pace. A run of 15 steps must read no more than a run of 5 (reads per epoch are fine)."""
+    host's pace. A run of 15 steps must read no more than a run of 5, nor one of 3 validation batches more
+    than one of 1 (reads per epoch are fine)."""
     reads = {}
     for steps in (5, 15):
         argv = ["--config", str(ROOT / "configs" / f"{recipe}.yaml"), "--max-epochs", "1", "--batch-size", "16"]
@@ -511,6 +512,10 @@ def test_training_steps_read_no_value_back_from_the_device(tmp_path, recipe):
             )
     per_step = {site: n - reads[5].sites[site] for site, n in reads[15].sites.items() if n != reads[5].sites[site]}
     assert per_step == {}
+    with HostReads() as more_validation:  # and validation batches none either (ValidationFigures reads once an epoch)
+        assert main([*argv, "--limit-train-batches", "5", "--limit-val-batches", "3", "--logdir", str(tmp_path)]) == 0
+    per_batch = {s: n - reads[5].sites[s] for s, n in more_validation.sites.items() if n != reads[5].sites[s]}
+    assert per_batch == {}
 
 
 def test_compiled_run_writes_checkpoints_that_load_into_the_plain_module(tmp_path):

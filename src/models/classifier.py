@@ -76,13 +76,14 @@ class DigitClassifier(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self.train_metrics.update(*self._uncounted_step)
 
-    def _eval_step(self, stage: str, batch) -> None:
+    def _eval_step(self, stage: str, batch) -> torch.Tensor:
         inputs, labels = batch
         logits = self(inputs)
         self.stage_metrics(stage).update(logits, labels, F.cross_entropy(logits, labels))
+        return logits
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step("val", batch)
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step("val", batch)  # the logits, for ValidationFigures
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step("test", batch)

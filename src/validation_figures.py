@@ -1,0 +1,63 @@
+"""ValidationFigures: after each validation epoch, the confusion matrix and the most confident mistakes
+in TensorBoard's IMAGES tab, so a run shows which digits it confuses while it trains."""
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics.functional.classification import multiclass_confusion_matrix
+
+from src.data.transforms import denormalise
+
+SHOWN = 32
+
+
+class ValidationFigures(pl.Callback):
+    """Each batch keeps its SHOWN most confident mistakes on the device, chosen by `topk`, and adds to the
+    epoch's confusion matrix: nothing is read back to the host until the epoch ends. Under DDP the matrix
+    sums every process's share; the mistakes shown are rank 0's."""
+
+    def __init__(self, shown: int = SHOWN):
+        self.shown = shown
+        self.matrix: torch.Tensor | None = None
+        self.kept: list[tuple[torch.Tensor, ...]] = []
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self.matrix, self.kept = torch.zeros(10, 10, dtype=torch.long, device=pl_module.device), []
+
+    def on_validation_batch_end(self, trainer, pl_module, logits, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.sanity_checking:
+            return
+        inputs, labels = batch
+        confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
+        self.matrix += multiclass_confusion_matrix(predicted, labels, num_classes=10, validate_args=False)
+        wrongness = torch.where(predicted != labels, confidence, -1.0)  # right answers sort last
+        top = wrongness.topk(min(self.shown, len(labels)))
+        self.kept.append((inputs[top.indices], labels[top.indices], predicted[top.indices], top.values))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        matrix = trainer.strategy.reduce(self.matrix, reduce_op="sum")  # every process takes part
+        if trainer.is_global_zero and self.kept and isinstance(trainer.logger, TensorBoardLogger):
+            self._log(trainer, matrix.cpu(), *(torch.cat(parts) for parts in zip(*self.kept, strict=True)))
+        self.kept = []
+
+    def _log(self, trainer, matrix, inputs, labels, predicted, wrongness) -> None:
+        from src.figures import confusion_matrix_figure, image_grid_figure
+
+        order = wrongness.argsort(descending=True)[: self.shown]
+        order = order[wrongness[order] >= 0].cpu()  # the one read of the epoch
+        images = (denormalise(inputs[order].float()) * 255).round().to(torch.uint8).squeeze(1).cpu()
+        captions = [
+            f"true {t} -> {p} ({c:.0%})"
+            for t, p, c in zip(
+                labels[order].tolist(), predicted[order].tolist(), wrongness[order].tolist(), strict=True
+            )
+        ]
+        epoch, mistakes = trainer.current_epoch + 1, int(matrix.sum() - matrix.trace())
+        experiment, step = trainer.logger.experiment, trainer.global_step
+        experiment.add_figure(
+            "val/confusion_matrix", confusion_matrix_figure(matrix, f"Validation, epoch {epoch}"), step
+        )
+        title = f"Epoch {epoch}: {mistakes} validation mistakes, most confident first"
+        experiment.add_figure("val/mistakes", image_grid_figure(images, captions, title), step)

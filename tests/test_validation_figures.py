@@ -1,0 +1,58 @@
+from types import SimpleNamespace
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from src.data.transforms import normalise
+from src.figures import image_grid_figure
+from src.validation_figures import ValidationFigures
+
+
+def logits_for(predicted: list[int], confidence: list[float]) -> torch.Tensor:
+    """Logits whose softmax gives each row `confidence` on `predicted`, the rest spread evenly."""
+    probabilities = torch.tensor([[(1 - c) / 9] * 10 for c in confidence])
+    probabilities[range(len(predicted)), predicted] = torch.tensor(confidence)
+    return probabilities.log()
+
+
+def test_the_epochs_figures_count_every_batch_and_show_the_most_confident_mistakes(tmp_path, monkeypatch):
+    shown = {}
+
+    def record_grid(images, captions, title):
+        shown.update(images=images, captions=captions, title=title)
+        return image_grid_figure(images, captions, title)
+
+    monkeypatch.setattr("src.figures.image_grid_figure", record_grid)
+    logger = TensorBoardLogger(tmp_path)
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        is_global_zero=True,
+        logger=logger,
+        current_epoch=0,
+        global_step=7,
+        strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor),
+    )
+    callback = ValidationFigures(shown=2)
+    callback.on_validation_epoch_start(trainer, SimpleNamespace(device=torch.device("cpu")))
+    images = torch.arange(5 * 784).reshape(5, 28, 28).remainder(256).to(torch.uint8)
+    batches = [  # (labels, predicted, confidence): three mistakes, at 0.6, 0.9 and 0.5
+        ([0, 1, 2], [0, 1, 5], [0.8, 0.7, 0.6]),
+        ([3, 4], [7, 9], [0.9, 0.5]),
+    ]
+    for index, (labels, predicted, confidence) in enumerate(batches):
+        batch_images = images[:3] if index == 0 else images[3:]
+        batch = (normalise(batch_images), torch.tensor(labels))
+        callback.on_validation_batch_end(trainer, None, logits_for(predicted, confidence), batch, index)
+    callback.on_validation_epoch_end(trainer, None)
+
+    assert callback.matrix.sum() == 5 and callback.matrix.trace() == 2
+    assert callback.matrix[2, 5] == callback.matrix[3, 7] == callback.matrix[4, 9] == 1
+    assert shown["captions"] == ["true 3 -> 7 (90%)", "true 2 -> 5 (60%)"]
+    assert shown["title"] == "Epoch 1: 3 validation mistakes, most confident first"
+    assert torch.equal(shown["images"], images[[3, 2]])  # the images as stored, recovered from the inputs
+    logger.experiment.flush()
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    assert [image.step for image in events.Images("val/mistakes")] == [7]
+    assert [image.step for image in events.Images("val/confusion_matrix")] == [7]
