@@ -461,6 +461,9 @@ def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
     # so does the val/acc that the two processes logged for the same weights (their only epoch).
     assert results["evaluated_on"].startswith("validation split of train.csv (201 images")
     assert results["best_monitor_value"] == pytest.approx(results["test_acc"], abs=1e-6)
+    events = EventAccumulator(str(run / "version_0"))
+    events.Reload()
+    assert {"val/confusion_matrix", "val/mistakes"} <= set(events.Tags()["images"])  # its matrix sum did not hang
     assert evaluate(["--ckpt", str(run / "version_0")]) == 0
     metrics = json.loads((run / "version_0" / "evaluation" / "metrics.json").read_text())
     assert metrics["members"][0]["accuracy"] == pytest.approx(results["test_acc"], abs=1e-6)
