@@ -109,7 +109,18 @@ def train_ensemble(argv: list[str] | None) -> int:
         print(
             f"\n{len(runs)} member(s) trained on every labelled image of train.csv (val_fraction 0): none is left "
             f"to score them on. Their ensemble's Kaggle submission:\n"
-            + shlex.join(["python", "-m", "src.predict", "--ckpt", *map(str, runs), "--input", str(test_csv)])
+            + shlex.join(
+                [
+                    "python",
+                    "-m",
+                    "src.predict",
+                    "--ckpt",
+                    *map(str, runs),
+                    "--input",
+                    str(test_csv),
+                    *["--tta"] * args.tta,
+                ]
+            )
             + " --output submission.csv"
         )
         return 0

@@ -26,6 +26,9 @@ def build_parser() -> Parser:
         "--show-preprocessed", default=None, metavar="PNG", help="save the 28x28 images the model saw (images only)"
     )
     p.add_argument("--batch-size", type=positive_int, default=1000, help="images per forward pass (default: 1000)")
+    p.add_argument(
+        "--tta", action="store_true", help="test-time augmentation: average over the image and its 1-pixel shifts"
+    )
     return p
 
 
@@ -47,7 +50,7 @@ def predict(args) -> int:
             raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
         output = Path(args.output or "submission.csv")
         check_not_an_input("--output", output, [args.input[0], *(path for _, path in loaded)])
-        predict_kaggle_csv(models, Path(args.input[0]), output, args.batch_size)
+        predict_kaggle_csv(models, Path(args.input[0]), output, args.batch_size, args.tta)
         # PITFALLS.md: Kaggle's train.csv and test.csv are a reshuffle of all 70,000 MNIST images.
         for model, path in loaded:
             if trained_on(model) == "mnist":
@@ -60,7 +63,7 @@ def predict(args) -> int:
     for flag, output in (("--output", args.output), ("--show-preprocessed", args.show_preprocessed)):
         if output:
             check_not_an_input(flag, output, [*image_files(args.input), *(path for _, path in loaded)])
-    return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size)
+    return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size, args.tta)
 
 
 def image_files(inputs: list[str]) -> list[Path]:
@@ -72,13 +75,13 @@ def image_files(inputs: list[str]) -> list[Path]:
     return files
 
 
-def probabilities(models, images, batch_size: int):
+def probabilities(models, images, batch_size: int, tta: bool):
     from src.inference import ensemble_probabilities, predict_probabilities
 
-    return ensemble_probabilities([predict_probabilities(model, images, batch_size) for model in models])
+    return ensemble_probabilities([predict_probabilities(model, images, batch_size, tta=tta) for model in models])
 
 
-def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int) -> int:
+def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int, tta: bool = False) -> int:
     """Kaggle's exact submission format: header ImageId,Label; ImageId from 1, one row per test row, in order."""
     from src.atomic import atomic_write_text
     from src.data.kaggle_csv import read_kaggle_csv
@@ -90,14 +93,16 @@ def predict_kaggle_csv(models, source: Path, output: Path, batch_size: int) -> i
             "Kaggle scores predictions of test.csv",
             file=sys.stderr,
         )
-    predicted = probabilities(models, images, batch_size).argmax(dim=1).tolist()
+    predicted = probabilities(models, images, batch_size, tta).argmax(dim=1).tolist()
     lines = ["ImageId,Label", *(f"{image_id},{label}" for image_id, label in enumerate(predicted, start=1))]
     atomic_write_text(output, "\n".join(lines) + "\n")
     print(f"{len(predicted):,} predictions written to {printable(output)}")
     return 0
 
 
-def predict_images(models, inputs: list[str], output: str | None, show: str | None, batch_size: int) -> int:
+def predict_images(
+    models, inputs: list[str], output: str | None, show: str | None, batch_size: int, tta: bool = False
+) -> int:
     """Top-3 digits per image; a file that cannot be read is reported and the others still predicted."""
     import torch
 
@@ -111,7 +116,7 @@ def predict_images(models, inputs: list[str], output: str | None, show: str | No
     if not good:
         return 2
     images = torch.stack([image for _, image in good])
-    top = probabilities(models, images, batch_size).topk(3, dim=1)
+    top = probabilities(models, images, batch_size, tta).topk(3, dim=1)
     rows = []
     for (path, _), values, digits in zip(good, top.values.tolist(), top.indices.tolist(), strict=True):
         print(f"{printable(path)}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))

@@ -28,6 +28,17 @@ def test_kaggle_submission_has_the_exact_format(kaggle_run, tmp_path, capsys):
     assert not list(tmp_path.glob(".*tmp"))
 
 
+def test_tta_submission_is_the_argmax_of_the_shift_averaged_probabilities(kaggle_run, tmp_path):
+    output = tmp_path / "submission.csv"
+    argv = ["--ckpt", str(kaggle_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output), "--tta"]
+    assert main(argv) == 0
+    images, _ = read_kaggle_csv(KAGGLE_DIR / "test.csv")
+    model = load_classifier(kaggle_run)[0]
+    with_tta = predict_probabilities(model, images, tta=True).argmax(dim=1)
+    assert with_tta.tolist() != predict_probabilities(model, images).argmax(dim=1).tolist()  # TTA changes some
+    assert [int(line.split(",")[1]) for line in output.read_text().splitlines()[1:]] == with_tta.tolist()
+
+
 def test_a_submission_from_an_mnist_model_comes_with_a_note(short_run, tmp_path, capsys):
     output = tmp_path / "submission.csv"
     assert main(["--ckpt", str(short_run), "--input", str(KAGGLE_DIR / "test.csv"), "--output", str(output)]) == 0

@@ -91,11 +91,13 @@ def test_kaggle_members_trained_on_all_of_train_csv_lead_to_the_submission_comma
     from tests.conftest import KAGGLE_DIR
 
     kaggle = ["--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--val-fraction", "0", "--max-epochs", "1"]
-    assert train_ensemble.main(["--model", "lenet5", "--members", "2", "--logdir", str(tmp_path), *kaggle]) == 0
+    members = ["--model", "lenet5", "--members", "2", "--tta"]
+    assert train_ensemble.main([*members, "--logdir", str(tmp_path), *kaggle]) == 0
     runs = [tmp_path / "lenet5" / f"version_{i}" for i in (0, 1)]
     command = capsys.readouterr().out.splitlines()[-1]
     assert command == (
-        f"python -m src.predict --ckpt {runs[0]} {runs[1]} --input {KAGGLE_DIR / 'test.csv'} --output submission.csv"
+        f"python -m src.predict --ckpt {runs[0]} {runs[1]} --input {KAGGLE_DIR / 'test.csv'} --tta "
+        "--output submission.csv"
     )
     submission = tmp_path / "submission.csv"
     assert predict([*command.split()[3:-1], str(submission)]) == 0
