@@ -25,6 +25,8 @@ from src.models.registry import ARCHITECTURES  # noqa: E402
 from src.runs import check_writable, version_dirs  # noqa: E402
 from src.train import main as train  # noqa: E402
 
+NOTEBOOK_MODELS = [name for name, arch in ARCHITECTURES.items() if arch.reported_accuracy is not None]
+
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: reproduce(argv))
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def reproduce(argv: list[str] | None) -> int:
     parser = Parser(prog="scripts/reproduce_seeds.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--models", nargs="+", default=NOTEBOOK_MODELS, choices=NOTEBOOK_MODELS)
     parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply each recipe's max_epochs")
     parser.add_argument("--max-epochs", type=positive_int, default=None, help="cap every recipe's epochs")
     parser.add_argument("--logdir", default="lightning_logs/reproduce")

@@ -109,6 +109,18 @@ class RecipeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def recipes_for(model: str) -> list[Path]:
+    """The recipe files in configs/ that train `model` under another name (configs/fast.yaml: fast_cnn)."""
+    found = []
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        try:
+            if load_recipe_file(path).get("model") == model:
+                found.append(recipe_path(path.stem))
+        except UserError:
+            continue
+    return found
+
+
 def load_recipe_file(path: str | Path) -> dict:
     """A recipe file as a dict of known keys (one-line error for anything else)."""
     path = Path(path)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from src.cli import Parser, devices_value, limit_value, quiet_lightning, run_command
-from src.config import Recipe, resolve_recipe, to_yaml, validates
+from src.config import Recipe, recipe_path, recipes_for, resolve_recipe, to_yaml, validates
 from src.errors import UserError
 
 IMPORTED_AT = time.time()  # start-up is measured from here: the interpreter and these imports take ~0.1 s
@@ -68,6 +68,13 @@ def resolve_and_train(args: dict) -> int:
     config_file = args.pop("config")
     print_config = args.pop("print_config")
     recipe = resolve_recipe(args, config_file)
+    if config_file is None and not recipe_path(recipe.model).exists():
+        others = ", ".join(map(str, recipes_for(recipe.model)))
+        print(
+            f"note: there is no {recipe_path(recipe.model)}: {recipe.model} trains with the code defaults"
+            + (f"; its recipes: {others} (give one with --config)" if others else ""),
+            file=sys.stderr,
+        )
     if print_config:
         print(to_yaml(recipe), end="")
         return 0

@@ -686,3 +686,16 @@ def test_the_logged_validation_accuracy_is_the_accuracy_of_the_validated_weights
     assert evaluated["evaluated_on"].startswith("validation split of train.csv (200 images")
     [(_, val_acc)] = logged(run, "val/acc")  # one point: epoch 1's, without the sanity check's
     assert val_acc == pytest.approx(evaluated["members"][0]["accuracy"], abs=1e-6)
+
+
+def test_print_config_shows_the_resolved_recipe_and_names_the_recipes_of_a_model_without_its_own(capsys):
+    assert main(["--model", "lenet5", "--batch-size", "64", "--print-config"]) == 0
+    captured = capsys.readouterr()
+    assert yaml.safe_load(captured.out)["batch_size"] == 64 and yaml.safe_load(captured.out)["lr"] == 0.001
+    assert captured.err == ""
+    # fast_cnn's recipes are named for what they reach: --model fast_cnn alone trained the code defaults, silently
+    assert main(["--model", "fast_cnn", "--print-config"]) == 0
+    assert capsys.readouterr().err == (
+        "note: there is no configs/fast_cnn.yaml: fast_cnn trains with the code defaults; its recipes: "
+        "configs/fast.yaml, configs/fast_995.yaml (give one with --config)\n"
+    )

@@ -41,3 +41,14 @@ def test_a_model_that_fails_fails_the_command_after_the_others_ran(tmp_path, mon
     captured = capsys.readouterr()
     assert trained == ["mlp", "lenet5"] and "| mlp | | 3 | | failed (exit 2) |" in captured.out
     assert captured.err == "error: mlp, lenet5: failed (their lines above say why)\n"
+
+
+def test_by_default_it_trains_the_six_notebook_models_and_refuses_ours(tmp_path, monkeypatch, capsys):
+    # Our own models have no notebook figure to compare with: the table crashed on the first of them.
+    trained = []
+    monkeypatch.setattr(reproduce_seeds, "train", lambda argv: trained.append(argv[1]) or 2)
+    assert reproduce_seeds.main(["--logdir", str(tmp_path)]) == 1
+    assert trained == ["bn_cnn", "keras_cnn", "deep_cnn", "mlp", "simple_cnn", "lenet5"]
+    capsys.readouterr()
+    assert reproduce_seeds.main(["--models", "fast_cnn", "--logdir", str(tmp_path)]) == 2
+    assert "invalid choice: 'fast_cnn'" in capsys.readouterr().err
