@@ -81,7 +81,7 @@ class SaveOnInterrupt(pl.Callback):
         # Not in the final test, which the training Trainer may run with the best weights loaded.
         fitting = trainer.state.fn == TrainerFn.FITTING
         if fitting and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume from
 
 
 class StopOnNonFiniteLoss(pl.Callback):

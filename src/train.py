@@ -176,9 +176,8 @@ def train(recipe: Recipe) -> int:
     if tested is None:  # a DDP process other than rank 0: its work ended with fit
         return 0
     if tested:
-        print(
-            f"test accuracy {tested['test/acc']:.2%} (loss {tested['test/loss']:.4f}) on the {datamodule.test_description}"
-        )
+        tested_on = ("one batch of the " if recipe.fast_dev_run else "the ") + datamodule.test_description
+        print(f"test accuracy {tested['test/acc']:.2%} (loss {tested['test/loss']:.4f}) on {tested_on}")
     else:
         print("not tested: every labelled image of train.csv was trained on (val_fraction 0)")
     if not writes_files:
@@ -188,7 +187,8 @@ def train(recipe: Recipe) -> int:
         logger.log_metrics({"hp_metric": tested["test/acc"]}, step=trainer.global_step)
     throughput = next(c for c in callbacks if isinstance(c, TrainThroughput))
     results = write_results(recipe, model, datamodule, trainer, tested, throughput, plan, started, IMPORTED_AT)
-    print(f"{results['epochs_run']} epochs, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
+    epochs = f"{results['epochs_run']} epoch" + ("s" if results["epochs_run"] != 1 else "")
+    print(f"{epochs}, {throughput.images_per_second:,.0f} training images/s; results: {run_dir}")
     return 0
 
 

@@ -159,7 +159,7 @@ def test_fast_dev_run_on_mnist_writes_nothing(flags, tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)  # where Lightning's default logger would write
     assert main([*flags, "--fast-dev-run", "--logdir", str(tmp_path / "logs")]) == 0
     out = capsys.readouterr().out
-    assert "test accuracy" in out and "on the MNIST test set (10,000 images)" in out
+    assert "test accuracy" in out and "on one batch of the MNIST test set (10,000 images)" in out
     assert "fast-dev-run: nothing was written" in out
     assert list(tmp_path.iterdir()) == []
 
@@ -169,7 +169,8 @@ def test_fast_dev_run_on_kaggle_reports_validation_metrics(tmp_path, monkeypatch
     argv = ["--model", "lenet5", "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--fast-dev-run"]
     assert main([*argv, "--logdir", str(tmp_path / "logs")]) == 0
     assert (
-        "on the validation split of train.csv (200 images; Kaggle's test.csv has no labels)" in capsys.readouterr().out
+        "on one batch of the validation split of train.csv (200 images; Kaggle's test.csv has no labels)"
+        in capsys.readouterr().out
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -222,7 +223,7 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
             ["--limit-train-batches", "0.024"],
             "spans 10 steps, this run 20: resume with the --max-epochs, --batch-size",
         ),
-        ("cosine", ["--max-epochs", "2"], "spans 1 epochs, this run 2: resume with the --max-epochs it was trained"),
+        ("cosine", ["--max-epochs", "2"], "spans 1 epoch, this run 2: resume with the --max-epochs it was trained"),
     ],
 )
 def test_a_fixed_length_lr_schedule_resumes_only_at_its_length(schedule, longer, message, tmp_path, capsys):

@@ -102,6 +102,7 @@ def check_resumed_length(scheduler, saved_state: dict) -> None:
             )
             raise UserError(
                 "--resume",
-                f"the checkpoint's LR schedule spans {saved} {unit}, this run {built}: resume with the {needs} "
+                f"the checkpoint's LR schedule spans {saved} {unit if saved != 1 else unit[:-1]}, this run {built}: "
+                f"resume with the {needs} "
                 "it was trained with",
             )
