@@ -158,7 +158,7 @@ def train(recipe: Recipe) -> int:
             raise
         if trainer.is_global_zero:
             print(
-                f"interrupted in epoch {trainer.current_epoch + 1}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
+                f"interrupted in epoch {max(1, trainer.fit_loop.epoch_progress.current.started)}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
                 f"continue with the same command and --resume {run_dir}",
                 file=sys.stderr,
             )

@@ -80,7 +80,7 @@ class SigtermInSecondEpochsEnd(pl.Callback):
             os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it
 
 
-def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog):
+def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, capsys):
     # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
     # with random augmentation, whose draws must repeat too, and an average of the weights (EMA).
     # The plateau's min_delta makes epoch 2 count as bad, so the LR drops for epoch 3 only if the resumed
@@ -105,6 +105,7 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog):
             assert main([*common, "--logdir", str(tmp_path / name)]) == 130
         # Lightning's "`weights_only` was not set" on the save read as if the checkpoint held code
         assert "weights_only" not in caplog.text
+        assert "interrupted in epoch 2: saved" in capsys.readouterr().err  # each cut comes in epoch 2
         assert main([*common, "--logdir", str(tmp_path / name), "--resume", "last"]) == 0
 
     # Ctrl-C during epoch 2's validation, after its last training batch.
