@@ -183,7 +183,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 for start in range(0, length, 2**20):
                     self.rfile.read(min(2**20, length - start))
             self.close_connection = True
-            raise UploadTooLarge(name, f"is {length / 2**20:.1f} MiB, larger than the {limit / 2**20:.1f} MiB limit")
+            raise UploadTooLarge(name, f"is {size_text(length)}, larger than the {size_text(limit)} limit")
         return self.rfile.read(length)
 
     def send_json(self, status: HTTPStatus, content: dict) -> None:
@@ -198,6 +198,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+
+def size_text(size: int) -> str:
+    """Bytes in MiB, or KiB below a tenth of one (a limit of --max-upload-mb 0.01 read "0.0 MiB")."""
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 / 10 else f"{size / 2**10:.1f} KiB"
 
 
 def make_server(ckpt: str | None, logdir: str, port: int, max_upload_mb: float) -> DigitServer:

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from src.data.images import preprocess_digit
 from src.data.mnist import load_mnist
-from src.serve import main, make_server
+from src.serve import main, make_server, size_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"  # git-ignored: screenshots to look at, not to commit
@@ -269,3 +269,12 @@ def test_uploading_a_file_over_the_limit_is_refused_on_the_page(server, browser,
     message = browser.find_element("id", "message")
     WebDriverWait(browser, 20).until(lambda _: message.text)
     assert message.text == "big.png: is 2.0 MiB, larger than the 1.0 MiB limit"
+
+
+def test_sizes_below_a_tenth_of_a_mib_are_given_in_kib():
+    assert [size_text(n) for n in (2 * 2**20, 2**20 // 10 + 1, int(0.01 * 2**20), 20_000)] == [
+        "2.0 MiB",
+        "0.1 MiB",
+        "10.2 KiB",
+        "19.5 KiB",
+    ]
