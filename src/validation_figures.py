@@ -4,7 +4,6 @@ in TensorBoard's IMAGES tab, so a run shows which digits it confuses while it tr
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from src.data.transforms import denormalise
 
@@ -29,7 +28,9 @@ class ValidationFigures(pl.Callback):
             return
         inputs, labels = batch
         confidence, predicted = logits.detach().float().softmax(dim=1).max(dim=1)
-        self.matrix += multiclass_confusion_matrix(predicted, labels, num_classes=10, validate_args=False)
+        # Counted with index_add_: torch's bincount (torchmetrics' confusion matrix) reads the min and max
+        # back to the host on CUDA, twice a batch.
+        self.matrix.view(-1).index_add_(0, labels * 10 + predicted, torch.ones_like(labels))
         wrongness = torch.where(predicted != labels, confidence, -1.0)  # right answers sort last
         top = wrongness.topk(min(self.shown, len(labels)))
         self.kept.append((inputs[top.indices], labels[top.indices], predicted[top.indices], top.values))
@@ -46,7 +47,7 @@ class ValidationFigures(pl.Callback):
         from src.figures import confusion_matrix_figure, image_grid_figure
 
         order = wrongness.argsort(descending=True)[: self.shown]
-        order = order[wrongness[order] >= 0].cpu()  # the one read of the epoch
+        order = order[wrongness[order] >= 0].cpu()  # reads, once an epoch
         images = (denormalise(inputs[order].float()) * 255).round().to(torch.uint8).squeeze(1).cpu()
         captions = [
             f"true {t} -> {p} ({c:.0%})"

@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from src.data.transforms import normalise
 from src.figures import image_grid_figure
@@ -56,3 +57,28 @@ def test_the_epochs_figures_count_every_batch_and_show_the_most_confident_mistak
     events.Reload()
     assert [image.step for image in events.Images("val/mistakes")] == [7]
     assert [image.step for image in events.Images("val/confusion_matrix")] == [7]
+
+
+# Each of these makes a GPU wait for the host; on a CPU they are still dispatched, so they can be seen here.
+HOST_READS = {"aten._local_scalar_dense", "aten.bincount", "aten.nonzero", "aten.masked_select", "aten.unique"}
+
+
+class DispatchedOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_validation_batch_reads_nothing_back_from_the_device():
+    callback = ValidationFigures()
+    trainer = SimpleNamespace(sanity_checking=False)
+    callback.on_validation_epoch_start(trainer, SimpleNamespace(device=torch.device("cpu")))
+    batch = (torch.randn(100, 1, 28, 28), torch.randint(0, 10, (100,)))
+    with DispatchedOps() as dispatched:
+        callback.on_validation_batch_end(trainer, None, torch.randn(100, 10), batch, 0)
+    assert dispatched.ops & HOST_READS == set()
+    assert int(callback.matrix.sum()) == 100
