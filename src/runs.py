@@ -53,6 +53,9 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
     trained_with = hyperparameters.get("optimizer")
     if trained_with is not None and trained_with != optimizer:  # its state would not load into another optimizer
         raise UserError(checkpoint, f"was trained with {trained_with}; the recipe now says {optimizer}")
+    scheduled = hyperparameters.get("scheduler")  # another's state loads silently: a cosine's into a onecycle
+    if scheduled is not None and scheduled != recipe.scheduler:
+        raise UserError(checkpoint, f"was trained with scheduler {scheduled}; the recipe now says {recipe.scheduler}")
     # The optimizer's saved state restores its learning rate: another --lr would be recorded but not used.
     if isinstance(hyperparameters.get("lr"), float | int) and hyperparameters["lr"] != recipe.lr:
         raise UserError(checkpoint, f"was trained with {_differing('lr', float(hyperparameters['lr']))}")
@@ -62,10 +65,14 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
     for key in ("data", "val_fraction", "val_split", "seed", "split_seed"):
         if key in trained and trained[key] != getattr(recipe, key):
             raise UserError(checkpoint, f"was trained with {_differing(key, trained[key])}")
-    # Another batch size would slice the interrupted epoch differently: Lightning's count of batches done
-    # would skip or repeat images. Older checkpoints do not say how many processes divided it.
+    # Another batch size would slice an interrupted epoch differently: Lightning's count of batches done
+    # would skip or repeat images. (Between epochs it may change.) Older checkpoints do not say how many
+    # processes divided it.
+    fit_loop = saved.get("loops", {}).get("fit_loop", {})
+    batches = fit_loop.get("epoch_loop.batch_progress", {})
+    mid_epoch = batches.get("current", {}).get("ready", 0) > 0 and not batches.get("is_last_batch", True)
     processes = (saved.get("DigitsDataModule") or {}).get("processes")
-    if isinstance(processes, int) and isinstance(trained.get("batch_size"), int):
+    if mid_epoch and isinstance(processes, int) and isinstance(trained.get("batch_size"), int):
         if trained["batch_size"] * processes != recipe.batch_size:
             raise UserError(
                 checkpoint, f"was trained with {_differing('batch_size', trained['batch_size'] * processes)}"
@@ -73,7 +80,7 @@ def _check_resumable(checkpoint: Path, recipe) -> None:
         schedule = {epoch: size * processes for epoch, size in (trained.get("batch_schedule") or {}).items()}
         if schedule != (recipe.batch_schedule or {}):
             raise UserError(checkpoint, f"was trained with {_differing('batch_schedule', schedule or None)}")
-    loops = saved.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    loops = fit_loop.get("epoch_progress", {}).get("current", {})
     done = loops.get("processed", 0)  # "completed" lags by one in an end-of-epoch checkpoint
     if isinstance(done, int) and done > max_epochs:
         raise UserError(

@@ -106,6 +106,10 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
         # Lightning's "`weights_only` was not set" on the save read as if the checkpoint held code
         assert "weights_only" not in caplog.text
         assert "interrupted in epoch 2: saved" in capsys.readouterr().err  # each cut comes in epoch 2
+        if isinstance(interruption, CtrlCInSecondEpochsEighthStep | CtrlCAfterSecondEpochsEighthStep):
+            # Inside an epoch another batch size would slice the rest of it differently.
+            assert main([*common, "--logdir", str(tmp_path / name), "--batch-size", "64", "--resume", "last"]) == 2
+            assert "was trained with batch_size 32; give --batch-size 32 to resume it" in capsys.readouterr().err
         assert main([*common, "--logdir", str(tmp_path / name), "--resume", "last"]) == 0
 
     # Ctrl-C during epoch 2's validation, after its last training batch.

@@ -208,10 +208,10 @@ def test_interrupted_run_resumes_in_the_same_directory(tmp_path, recwarn, capsys
     # The restored optimizer state keeps its lr: another --lr was written to config.yaml but never used.
     assert main([*common, "--max-epochs", "3", "--lr", "0.5", "--resume", "last"]) == 2
     assert capsys.readouterr().err == f"error: {last}: was trained with lr 0.001; give --lr 0.001 to resume it\n"
-    assert main([*common, "--max-epochs", "3", "--batch-size", "64", "--resume", "last"]) == 2
-    assert (
-        capsys.readouterr().err == f"error: {last}: was trained with batch_size 32; give --batch-size 32 to resume it\n"
-    )
+    # Between epochs another batch size may continue the run (inside one it would skip or repeat images).
+    assert main([*common, "--max-epochs", "3", "--batch-size", "64", "--resume", "last"]) == 0
+    results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
+    assert results["train_images"] == 2 * 20 * 32 + 20 * 64
 
 
 @pytest.mark.parametrize(
@@ -277,10 +277,17 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert not (tmp_path / "logs").exists()
 
 
+CUT_AFTER_8_BATCHES = {"current": {"ready": 8, "completed": 8, "started": 8, "processed": 8}, "is_last_batch": False}
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         ({"state_dict": {}, "hyper_parameters": {"arch": "mlp"}}, "is a checkpoint of 'mlp', not of --model lenet5"),
+        (  # a cosine's state loaded silently into a onecycle
+            {"state_dict": {}, "hyper_parameters": {"arch": "lenet5", "scheduler": "cosine"}},
+            "was trained with scheduler cosine; the recipe now says plateau",
+        ),
         (b"not a checkpoint", "is not a readable checkpoint (not a file torch.save wrote)"),
         (
             {
@@ -309,6 +316,7 @@ def test_user_errors_are_one_line_and_exit_2(argv, message, tmp_path, capsys):
                     "hyper_parameters": {"arch": "lenet5"},
                     "datamodule_hyper_parameters": {"batch_size": size, "batch_schedule": schedule},
                     "DigitsDataModule": {"processes": 2},
+                    "loops": {"fit_loop": {"epoch_loop.batch_progress": CUT_AFTER_8_BATCHES}},
                 },
                 f"was trained with {message}",
             )
