@@ -6,10 +6,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from src.atomic import atomic_save  # noqa: E402
+
+# An image grid's tile, in pixels: the 28x28 image with a margin each side, then room for its caption.
+TILE_MARGIN, CAPTION_HEIGHT = 2, 12
+TILE_WIDTH, TILE_HEIGHT = 28 + 2 * TILE_MARGIN, 28 + CAPTION_HEIGHT
 
 
 def save_figure(figure, path: str | Path) -> None:
@@ -37,16 +41,16 @@ def image_grid_figure(images: torch.Tensor, captions: list[str], title: str, col
     """images uint8 [N, 28, 28] (white ink on black), one caption under each. One mosaic in one axes:
     a subplot per image took 0.5-0.7 s for 32 images, too slow to draw after every validation epoch."""
     rows = max(1, -(-len(images) // columns))
-    tile = 28 + 12  # the image, then room for its caption
-    mosaic = numpy.full((rows * tile, columns * 32), 255, dtype=numpy.uint8)
+    mosaic = np.full((rows * TILE_HEIGHT, columns * TILE_WIDTH), 255, dtype=np.uint8)
     for index, image in enumerate(images.numpy()):
-        top, left = (index // columns) * tile, (index % columns) * 32 + 2
+        top, left = (index // columns) * TILE_HEIGHT, (index % columns) * TILE_WIDTH + TILE_MARGIN
         mosaic[top : top + 28, left : left + 28] = image
     figure, axes = plt.subplots(figsize=(columns * 1.3, rows * 1.55 + 0.4))
     axes.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
     axes.axis("off")
     for index, caption in enumerate(captions[: len(images)]):
-        x, y = (index % columns) * 32 + 16, (index // columns) * tile + 28 + 5
+        x = (index % columns) * TILE_WIDTH + TILE_WIDTH / 2
+        y = (index // columns) * TILE_HEIGHT + 28 + CAPTION_HEIGHT / 2
         axes.text(x, y, caption, ha="center", va="center", fontsize=7)
     figure.suptitle(title)
     return figure

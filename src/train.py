@@ -1,6 +1,7 @@
 """python -m src.train --model lenet5: recipe + flags -> fit -> test the best checkpoint -> results.json."""
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,8 @@ def resolve_and_train(args: dict) -> int:
     config_file = args.pop("config")
     print_config = args.pop("print_config")
     recipe = resolve_recipe(args, config_file)
-    if config_file is None and not recipe_path(recipe.model).exists():
+    first_process = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP re-runs this command in every process
+    if config_file is None and not recipe_path(recipe.model).exists() and first_process:
         others = ", ".join(map(str, recipes_for(recipe.model)))
         print(
             f"note: there is no {recipe_path(recipe.model)}: {recipe.model} trains with the code defaults"
@@ -149,7 +151,7 @@ def train(recipe: Recipe) -> int:
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
-    except UserError:  # a recipe that fails once training starts (a NaN loss, a onecycle of too few steps)
+    except Exception:  # a run that fails once training starts: a NaN loss, a onecycle of too few steps, OOM
         if writes_files and continued is None and trainer.is_global_zero:
             remove_if_unsaved(run_dir)
         raise
@@ -157,8 +159,9 @@ def train(recipe: Recipe) -> int:
         if not (trainer.interrupted and writes_files):
             raise
         if trainer.is_global_zero:
+            epoch = max(1, trainer.fit_loop.epoch_progress.current.started)
             print(
-                f"interrupted in epoch {max(1, trainer.fit_loop.epoch_progress.current.started)}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
+                f"interrupted in epoch {epoch}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
                 f"continue with the same command and --resume {run_dir}",
                 file=sys.stderr,
             )

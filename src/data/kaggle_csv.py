@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from src.torch_files import damaged_record
 
 PIXELS = [f"pixel{i}" for i in range(784)]
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / "data" / "cache"
+CACHE_NAME = re.compile(r"kaggle-[0-9a-f]{32}\.pt")
 CACHES_KEPT = 4  # the most recently used: Kaggle's train.csv and test.csv and two more; each is ~33 MB
 
 
@@ -51,7 +53,8 @@ def read_kaggle_csv(
 def prune_caches(cache_dir: Path) -> None:
     """Delete all but the CACHES_KEPT most recently used caches: every edited CSV leaves one behind."""
     with contextlib.suppress(OSError):  # another process may be pruning too
-        caches = sorted(cache_dir.glob("kaggle-*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+        ours = [p for p in cache_dir.glob("kaggle-*.pt") if CACHE_NAME.fullmatch(p.name)]  # not a user's file
+        caches = sorted(ours, key=lambda p: p.stat().st_mtime, reverse=True)
         for old in caches[CACHES_KEPT:]:
             old.unlink(missing_ok=True)
 

@@ -43,9 +43,8 @@ class DigitClassifier(pl.LightningModule):
         )
         self.plateau: ReduceLROnPlateau | None = None  # stepped here, not by Lightning: see configure_optimizers
         self._plateau_state: dict | None = None
-        self._scheduler_states: list[
-            dict
-        ] = []  # a resumed checkpoint's, loaded by Lightning after configure_optimizers
+        # A resumed checkpoint's LR schedules: Lightning loads them after configure_optimizers.
+        self._scheduler_states: list[dict] = []
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook, ~42 times a training step; nn.Module's

@@ -40,6 +40,9 @@ def test_cache_returns_the_same_tensors(tmp_path):
 
 def test_the_cache_keeps_the_four_most_recently_used_files(tmp_path):
     cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    (cache_dir / "kaggle-mine.pt").write_bytes(b"a user's file, older than every cache")
+    os.utime(cache_dir / "kaggle-mine.pt", (1, 1))
     caches = []
     for digit in range(5):
         csv = write(tmp_path, HEADER, row(digit), name=f"edit{digit}.csv")
@@ -51,7 +54,9 @@ def test_the_cache_keeps_the_four_most_recently_used_files(tmp_path):
             for age, cache in enumerate(caches):
                 os.utime(cache, (1000 + age, 1000 + age))
             read_kaggle_csv(tmp_path / "edit0.csv", cache_dir=cache_dir)
-    assert sorted(cache_dir.glob("*.pt")) == sorted([caches[0], *caches[2:]])  # edit1's, least recently used, went
+    assert sorted(cache_dir.glob("*.pt")) == sorted(
+        [caches[0], *caches[2:], cache_dir / "kaggle-mine.pt"]
+    )  # edit1's, least recently used, went
 
 
 def test_a_damaged_cache_is_rebuilt_not_trusted(tmp_path):
