@@ -466,6 +466,9 @@ def test_two_cpu_processes_through_the_real_launcher_make_one_run(tmp_path):
     assert [p.name for p in run.iterdir()] == ["version_0"]
     results = json.loads((run / "version_0" / "results.json").read_text())
     assert results["train_images"] == 20 * 16 * 2  # each process its own 20 batches of 16
+    # What a resume reads to tell the global batch size from the per-process one
+    last = torch.load(run / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["DigitsDataModule"], last["datamodule_hyper_parameters"]["batch_size"]) == ({"processes": 2}, 16)
     # The final test ran in one process on exactly the 201 images: one-process evaluation agrees, and
     # so does the val/acc that the two processes logged for the same weights (their only epoch).
     assert results["evaluated_on"].startswith("validation split of train.csv (201 images")
