@@ -6,8 +6,6 @@ from pathlib import Path
 from src.cli import Parser, positive_int, run_command
 from src.errors import UserError
 
-WORST_SHOWN = 32
-
 
 def build_parser() -> Parser:
     p = Parser(prog="python -m src.evaluate", description="Evaluate checkpoints; several make an ensemble.")
@@ -175,16 +173,16 @@ def write_figures(output: Path, run_dir: Path, images, labels, probabilities, ma
     """confusion_matrix.png, misclassified.png and curves.png, also logged to the run's TensorBoard."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from src.figures import confusion_matrix_figure, curves_figure, image_grid_figure, save_figure
+    from src.figures import confusion_matrix_figure, curves_figure, mistakes_figure, save_figure
     from src.runs import is_run_dir
 
     confidence, predicted = probabilities.max(dim=1)
-    wrong = (predicted != labels).nonzero().flatten()
-    worst = wrong[confidence[wrong].argsort(descending=True)][:WORST_SHOWN]
-    captions = [f"true {labels[i]} -> {predicted[i]} ({confidence[i]:.0%})" for i in worst.tolist()]
+    mistakes = int((predicted != labels).sum())
     figures = {
         "confusion_matrix": confusion_matrix_figure(matrix, f"Confusion matrix: {description}"),
-        "misclassified": image_grid_figure(images[worst], captions, f"{len(wrong)} mistakes, most confident first"),
+        "misclassified": mistakes_figure(
+            images, labels, predicted, confidence, f"{mistakes} mistakes, most confident first"
+        ),
     }
     curves = read_curves(run_dir)
     if curves:

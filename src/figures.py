@@ -14,6 +14,7 @@ from src.atomic import atomic_save  # noqa: E402
 # An image grid's tile, in pixels: the 28x28 image with a margin each side, then room for its caption.
 TILE_MARGIN, CAPTION_HEIGHT = 2, 12
 TILE_WIDTH, TILE_HEIGHT = 28 + 2 * TILE_MARGIN, 28 + CAPTION_HEIGHT
+MISTAKES_SHOWN = 32
 
 
 def save_figure(figure, path: str | Path) -> None:
@@ -54,6 +55,18 @@ def image_grid_figure(images: torch.Tensor, captions: list[str], title: str, col
         axes.text(x, y, caption, ha="center", va="center", fontsize=7)
     figure.suptitle(title)
     return figure
+
+
+def mistakes_figure(images, labels, predicted, confidence, title: str, shown: int = MISTAKES_SHOWN):
+    """The `shown` most confident mistakes: images uint8 [N, 28, 28], labels, predicted digits and the
+    confidence of each prediction [N], on the CPU; captioned "true 4 -> 9 (97%)"."""
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True)][:shown]
+    captions = [
+        f"true {t} -> {p} ({c:.0%})"
+        for t, p, c in zip(labels[worst].tolist(), predicted[worst].tolist(), confidence[worst].tolist(), strict=True)
+    ]
+    return image_grid_figure(images[worst], captions, title)
 
 
 def curves_figure(scalars: dict[str, list[tuple[int, float]]], title: str):

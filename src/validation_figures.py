@@ -6,16 +6,15 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from src.data.transforms import denormalise
-
-SHOWN = 32
+from src.figures import MISTAKES_SHOWN
 
 
 class ValidationFigures(pl.Callback):
-    """Each batch keeps its SHOWN most confident mistakes on the device, chosen by `topk`, and adds to the
+    """Each batch keeps its `shown` most confident mistakes on the device, chosen by `topk`, and adds to the
     epoch's confusion matrix: nothing is read back to the host until the epoch ends. Under DDP the matrix
     sums every process's share; the mistakes shown are rank 0's."""
 
-    def __init__(self, shown: int = SHOWN):
+    def __init__(self, shown: int = MISTAKES_SHOWN):
         self.shown = shown
         self.matrix: torch.Tensor | None = None
         self.kept: list[tuple[torch.Tensor, ...]] = []
@@ -44,21 +43,14 @@ class ValidationFigures(pl.Callback):
         self.kept = []
 
     def _log(self, trainer, matrix, inputs, labels, predicted, wrongness) -> None:
-        from src.figures import confusion_matrix_figure, image_grid_figure
+        from src.figures import confusion_matrix_figure, mistakes_figure
 
-        order = wrongness.argsort(descending=True)[: self.shown]
-        order = order[wrongness[order] >= 0].cpu()  # reads, once an epoch
-        images = (denormalise(inputs[order].float()) * 255).round().to(torch.uint8).squeeze(1).cpu()
-        captions = [
-            f"true {t} -> {p} ({c:.0%})"
-            for t, p, c in zip(
-                labels[order].tolist(), predicted[order].tolist(), wrongness[order].tolist(), strict=True
-            )
-        ]
+        images = (denormalise(inputs.float()) * 255).round().to(torch.uint8).squeeze(1).cpu()
         epoch, mistakes = trainer.current_epoch + 1, int(matrix.sum() - matrix.trace())
         experiment, step = trainer.logger.experiment, trainer.global_step
         experiment.add_figure(
             "val/confusion_matrix", confusion_matrix_figure(matrix, f"Validation, epoch {epoch}"), step
         )
         title = f"Epoch {epoch}: {mistakes} validation mistakes, most confident first"
-        experiment.add_figure("val/mistakes", image_grid_figure(images, captions, title), step)
+        figure = mistakes_figure(images, labels.cpu(), predicted.cpu(), wrongness.cpu(), title, self.shown)
+        experiment.add_figure("val/mistakes", figure, step)
