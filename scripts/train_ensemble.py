@@ -106,22 +106,11 @@ def train_ensemble(argv: list[str] | None) -> int:
 
     if recipe["data"] == "kaggle" and recipe["val_fraction"] == 0:
         test_csv = Path(recipe["data_dir"]) / "test.csv"
+        predict = ["python", "-m", "src.predict", "--ckpt", *map(str, runs), "--input", str(test_csv)]
         print(
             f"\n{len(runs)} member(s) trained on every labelled image of train.csv (val_fraction 0): none is left "
             f"to score them on. Their ensemble's Kaggle submission:\n"
-            + shlex.join(
-                [
-                    "python",
-                    "-m",
-                    "src.predict",
-                    "--ckpt",
-                    *map(str, runs),
-                    "--input",
-                    str(test_csv),
-                    *["--tta"] * args.tta,
-                ]
-            )
-            + " --output submission.csv"
+            + shlex.join([*predict, *["--tta"] * args.tta, "--output", "submission.csv"])
         )
         return 0
     output_dir = Path(args.logdir) / args.model / f"ensemble-seeds-{args.first_seed}-{seed}{'-tta' * args.tta}"

@@ -52,9 +52,8 @@ def tensors_of(module: torch.nn.Module) -> list[torch.Tensor]:
 
 def split(tensors: list[torch.Tensor], chosen: list[bool]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """(the tensors where `chosen`, the others)."""
-    return [t for t, c in zip(tensors, chosen, strict=True) if c], [
-        t for t, c in zip(tensors, chosen, strict=True) if not c
-    ]
+    pairs = list(zip(tensors, chosen, strict=True))
+    return [t for t, c in pairs if c], [t for t, c in pairs if not c]
 
 
 class EmaWeightAveraging(WeightAveraging):

@@ -69,11 +69,12 @@ def resolve_and_train(args: dict) -> int:
     config_file = args.pop("config")
     print_config = args.pop("print_config")
     recipe = resolve_recipe(args, config_file)
+    own_recipe = recipe_path(recipe.model)
     first_process = os.environ.get("LOCAL_RANK", "0") == "0"  # DDP re-runs this command in every process
-    if config_file is None and not recipe_path(recipe.model).exists() and first_process:
+    if config_file is None and not own_recipe.exists() and first_process:
         others = ", ".join(map(str, recipes_for(recipe.model)))
         print(
-            f"note: there is no {recipe_path(recipe.model)}: {recipe.model} trains with the code defaults"
+            f"note: there is no {own_recipe}: {recipe.model} trains with the code defaults"
             + (f"; its recipes: {others} (give one with --config)" if others else ""),
             file=sys.stderr,
         )
