@@ -82,3 +82,5 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*ended before the epoch ended and your dataloader is not resumable.*")
     # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Lightning's all_gather (ValidationFigures under DDP) calls a torch function that torch now deprecates.
+    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.nn\.functional\.all_gather is deprecated.*")

@@ -12,7 +12,7 @@ from src.figures import MISTAKES_SHOWN
 class ValidationFigures(pl.Callback):
     """Each batch keeps its `shown` most confident mistakes on the device, chosen by `topk`, and adds to the
     epoch's confusion matrix: nothing is read back to the host until the epoch ends. Under DDP the matrix
-    sums every process's share; the mistakes shown are rank 0's."""
+    sums every process's share, and the mistakes shown are the most confident of every process's."""
 
     def __init__(self, shown: int = MISTAKES_SHOWN):
         self.shown = shown
@@ -35,12 +35,30 @@ class ValidationFigures(pl.Callback):
         self.kept.append((inputs[top.indices], labels[top.indices], predicted[top.indices], top.values))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not self.kept:  # (under DDP every process validates a batch or more)
             return
         matrix = trainer.strategy.reduce(self.matrix, reduce_op="sum")  # every process takes part
-        if trainer.is_global_zero and self.kept and isinstance(trainer.logger, TensorBoardLogger):
-            self._log(trainer, matrix.cpu(), *(torch.cat(parts) for parts in zip(*self.kept, strict=True)))
+        mistakes = self._most_confident_mistakes(trainer)  # in this too
+        if trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
+            self._log(trainer, matrix.cpu(), *mistakes)
         self.kept = []
+
+    def _most_confident_mistakes(self, trainer) -> tuple[torch.Tensor, ...]:
+        """(inputs, labels, predicted, wrongness) of the epoch's `shown` most confident mistakes, of every
+        process's: each pads its own to `shown` with right answers (label 0, predicted 0), which the figure
+        leaves out, so that the gathered tensors have one shape."""
+        inputs, labels, predicted, wrongness = (torch.cat(parts) for parts in zip(*self.kept, strict=True))
+        top = wrongness.topk(min(self.shown, len(wrongness)))
+        kept = [inputs[top.indices], labels[top.indices], predicted[top.indices], top.values]
+        if trainer.world_size == 1:
+            return tuple(kept)
+        missing = self.shown - len(top.values)
+        kept = [torch.cat([part, part.new_zeros((missing, *part.shape[1:]))]) for part in kept[:3]] + [
+            torch.cat([top.values, top.values.new_full((missing,), -1.0)])
+        ]
+        gathered = [trainer.strategy.all_gather(part).flatten(0, 1) for part in kept]
+        top = gathered[3].topk(self.shown)
+        return (*(part[top.indices] for part in gathered[:3]), top.values)
 
     def _log(self, trainer, matrix, inputs, labels, predicted, wrongness) -> None:
         from src.figures import confusion_matrix_figure, mistakes_figure

@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import matplotlib.pyplot as plt
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -29,6 +30,7 @@ def test_the_epochs_figures_count_every_batch_and_show_the_most_confident_mistak
     trainer = SimpleNamespace(
         sanity_checking=False,
         is_global_zero=True,
+        world_size=1,
         logger=logger,
         current_epoch=0,
         global_step=7,
@@ -57,6 +59,36 @@ def test_the_epochs_figures_count_every_batch_and_show_the_most_confident_mistak
     events.Reload()
     assert [image.step for image in events.Images("val/mistakes")] == [7]
     assert [image.step for image in events.Images("val/confusion_matrix")] == [7]
+
+
+def test_under_ddp_the_mistakes_shown_are_the_most_confident_of_every_process(tmp_path, monkeypatch):
+    captions = []
+    monkeypatch.setattr(
+        "src.figures.image_grid_figure", lambda images, shown, title: captions.extend(shown) or plt.figure()
+    )
+    sent_by_rank_1 = []
+
+    def validate(rank: int, labels: list[int], predicted: list[int], confidence: list[float], all_gather) -> None:
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            is_global_zero=rank == 0,
+            world_size=2,
+            logger=TensorBoardLogger(tmp_path),
+            current_epoch=0,
+            global_step=3,
+            strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor, all_gather=all_gather),
+        )
+        callback = ValidationFigures(shown=2)
+        callback.on_validation_epoch_start(trainer, SimpleNamespace(device=torch.device("cpu")))
+        batch = (normalise(torch.zeros(len(labels), 1, 28, 28, dtype=torch.uint8)), torch.tensor(labels))
+        callback.on_validation_batch_end(trainer, None, logits_for(predicted, confidence), batch, 0)
+        callback.on_validation_epoch_end(trainer, None)
+
+    # Rank 1 validated one image, a mistake surer than any of rank 0's; it pads its share to 2 images.
+    validate(1, [4], [9], [0.95], lambda tensor: sent_by_rank_1.append(tensor) or torch.stack([tensor, tensor]))
+    assert [len(tensor) for tensor in sent_by_rank_1] == [2, 2, 2, 2]
+    validate(0, [0, 1, 2], [5, 6, 7], [0.6, 0.7, 0.5], lambda tensor: torch.stack([tensor, sent_by_rank_1.pop(0)]))
+    assert captions == ["true 4 -> 9 (95%)", "true 1 -> 6 (70%)"]
 
 
 # Each of these makes a GPU wait for the host; on a CPU they are still dispatched, so they can be seen here.
