@@ -160,9 +160,15 @@ def train(recipe: Recipe) -> int:
         if not (trainer.interrupted and writes_files):
             raise
         if trainer.is_global_zero:
-            epoch = max(1, trainer.fit_loop.epoch_progress.current.started)
+            epochs = trainer.fit_loop.epoch_progress.current
+            # A resumed run's sanity check comes before the next epoch, with the last one's progress restored.
+            when = (
+                f"before epoch {epochs.processed + 1}"
+                if trainer.sanity_checking
+                else f"in epoch {max(1, epochs.started)}"
+            )
             print(
-                f"interrupted in epoch {epoch}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
+                f"interrupted {when}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
                 f"continue with the same command and --resume {run_dir}",
                 file=sys.stderr,
             )

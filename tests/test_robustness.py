@@ -58,6 +58,11 @@ class CtrlCInSecondValidation(pl.Callback):
             raise KeyboardInterrupt
 
 
+class CtrlCInSanityCheck(pl.Callback):
+    def on_sanity_check_start(self, trainer, pl_module):
+        raise KeyboardInterrupt
+
+
 class CtrlCInSecondEpochsEighthStep(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_progress.current.ready == 8:
@@ -95,8 +100,13 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
     limits = ["--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
     common = ["--model", "lenet5", "--config", str(recipe), *limits]
     assert main([*common, "--logdir", str(tmp_path / "unbroken")]) == 0
-    # Stopped after epoch 1, then resumed.
+    # Stopped after epoch 1, then resumed; the first resume is cut by Ctrl-C in its sanity check, which
+    # saves last.ckpt again before epoch 2 began.
     assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
+    with monkeypatch.context() as patch:
+        add_callback(patch, CtrlCInSanityCheck())
+        assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 130
+    assert "interrupted before epoch 2: saved" in capsys.readouterr().err
     assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 0
 
     def interrupted_then_resumed(name: str, interruption: pl.Callback) -> None:
