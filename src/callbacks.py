@@ -54,6 +54,12 @@ class RunCheckpoint(ModelCheckpoint):
         super().load_state_dict(state_dict)
 
 
+class LastCheckpoint(RunCheckpoint):
+    """last.ckpt, rewritten every epoch. A class of its own because Lightning keys a callback's saved state
+    by class, monitor and mode, not filename: a run without validation has no monitor for its best
+    checkpoint either, and two such callbacks of one class stop the Trainer from starting."""
+
+
 def _moved_to(state: dict, old: Path, new: Path) -> dict | None:
     """`state` with its checkpoint paths in `old` moved to `new` if those files are there; else None."""
 
@@ -179,7 +185,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         # Since Lightning 2.6, `save_last=True` writes last.ckpt only in epochs that save a best checkpoint
         # too: after the best epoch it went stale, and --resume repeated every epoch since. This unmonitored
         # one rewrites it every epoch; being after the best one, its file holds that one's updated state.
-        callbacks.append(RunCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
+        callbacks.append(LastCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
     if recipe.ema_decay is not None:
         callbacks.append(EmaWeightAveraging(recipe.ema_decay))
     if recipe.early_stopping is not None:

@@ -379,10 +379,11 @@ def run_recipe(tmp_path, recipe: str, *flags: str) -> Path:
     return tmp_path / "lenet5" / "version_0"
 
 
-def test_val_fraction_0_trains_on_all_of_train_csv_and_keeps_the_final_epoch(tmp_path, capsys, recwarn):
+@pytest.mark.parametrize("monitor", ["val/acc", "val/loss"])  # a maximised and a minimised one
+def test_val_fraction_0_trains_on_all_of_train_csv_and_keeps_the_final_epoch(tmp_path, capsys, recwarn, monitor):
     """Kaggle's usual last step: no image is held out, so nothing can pick an epoch or test the model."""
     recipe = tmp_path / "all.yaml"
-    recipe.write_text("model: lenet5\nmonitor: val/acc\nema_decay: 0.9\nmax_epochs: 2\nprecision: 32-true\n")
+    recipe.write_text(f"model: lenet5\nmonitor: {monitor}\nema_decay: 0.9\nmax_epochs: 2\nprecision: 32-true\n")
     argv = ["--config", str(recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), "--val-fraction", "0"]
     assert main([*argv, "--logdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
