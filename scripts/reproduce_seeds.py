@@ -46,7 +46,7 @@ def reproduce(argv: list[str] | None) -> int:
         raise UserError("--epochs-scale", f"must be a positive number, got {args.epochs_scale}")
     probe = probe_machine()
     plan_hardware(HardwareRequest(accelerator=args.accelerator), probe)
-    check_writable(Path(args.logdir))
+    check_writable(Path(args.logdir), "--logdir")
     if args.output:
         check_file_writable(args.output)
 

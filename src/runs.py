@@ -100,14 +100,15 @@ def _differing(key: str, value) -> str:
     return f"{key} {shown}; give {flag} {shown} to resume it"
 
 
-def check_writable(directory: Path) -> None:
-    """Fail before training, not at the first checkpoint, when run output cannot be written."""
+def check_writable(directory: Path, flag: str) -> None:
+    """Fail before training, not at the first checkpoint, when run output cannot be written; `flag` is
+    the one that named `directory`."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as e:
-        raise UserError(f"--logdir {directory}", f"cannot be written ({why_not(directory, e)})") from None
+        raise UserError(f"{flag} {directory}", f"cannot be written ({why_not(directory, e)})") from None
 
 
 def run_dir_to_continue(resume_from: Path | None) -> Path | None:

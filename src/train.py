@@ -122,9 +122,9 @@ def train(recipe: Recipe) -> int:
     check_batch_limits(recipe, datamodule, plan.processes)
     model = make_classifier(recipe, plan.memory_format)
     writes_files = not recipe.fast_dev_run
-    if writes_files:
-        check_writable(Path(recipe.logdir) / recipe.model)  # a file in the way of LOGDIR/MODEL, say
     continued = run_dir_to_continue(resume_from)
+    if writes_files:  # a file in the way of LOGDIR/MODEL, say
+        check_writable(continued or Path(recipe.logdir) / recipe.model, "--resume" if continued else "--logdir")
     logger = make_logger(recipe.logdir, recipe.model, plan.processes, continued)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)

@@ -246,6 +246,18 @@ def test_a_file_in_the_way_of_the_model_folder_fails_before_training(tmp_path, c
     assert [p.name for p in tmp_path.iterdir()] == ["lenet5"]
 
 
+def test_resuming_a_run_from_another_folder_writes_nothing_under_the_default_logdir(tmp_path, monkeypatch):
+    common = ["--model", "lenet5", "--limit-train-batches", "2", "--limit-val-batches", "1"]
+    assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "runs")]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    run = tmp_path / "runs" / "lenet5" / "version_0"
+    assert main([*common, "--max-epochs", "2", "--resume", str(run)]) == 0
+    assert json.loads((run / "results.json").read_text())["epochs_run"] == 2
+    assert list(elsewhere.iterdir()) == []  # no empty lightning_logs/lenet5 for the run that never used it
+
+
 def test_full_disk_on_checkpoint_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, capsys):
     common = ["--model", "lenet5", "--limit-train-batches", "5", "--limit-val-batches", "1", "--logdir", str(tmp_path)]
     assert main([*common, "--max-epochs", "1"]) == 0
