@@ -215,10 +215,12 @@ def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: 
         reasons["precision"] = f"auto: full precision on {accelerator}"
         return "32-true"
     # Lightning silently turns 16-mixed on CPU into bf16-mixed; refuse instead of surprising the user.
+    this_gpu = f"this GPU has {capability[0]}.{capability[1]}"
     if asked == "16-mixed" and capability < (7, 0):
-        raise UserError("--precision", f"16-mixed needs a CUDA GPU of capability 7.0 or newer, not {accelerator}")
+        has = this_gpu if accelerator == "cuda" else f"not {accelerator}"
+        raise UserError("--precision", f"16-mixed needs a CUDA GPU of capability 7.0 or newer, {has}")
     if asked == "bf16-mixed" and accelerator == "cuda" and capability < (8, 0):
-        raise UserError("--precision", f"bf16-mixed needs CUDA capability 8.0 or newer, this GPU has {capability}")
+        raise UserError("--precision", f"bf16-mixed needs CUDA capability 8.0 or newer, {this_gpu}")
     if asked == "bf16-mixed" and accelerator == "mps":
         raise UserError("--precision", "bf16-mixed is not supported on MPS")
     reasons["precision"] = f"you asked for {asked}"
