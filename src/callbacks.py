@@ -42,7 +42,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     Lightning's forgets the best checkpoint when the folder changes: the next better epoch left a second
     best-*.ckpt beside the first, and a run with no better epoch looked for its best in the old folder.
-    A new run resumed from a loose checkpoint starts a record of its own (Lightning's, less its warning)."""
+    A new run resumed from a loose checkpoint starts a fresh record of its own."""
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_dir = state_dict.get("dirpath")
@@ -146,10 +146,6 @@ class TrainThroughput(pl.Callback):
         self._last = now
         self.images += len(batch[1]) * trainer.world_size
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        self._sync(trainer)
-        self._last = time.perf_counter()
-
     def state_dict(self) -> dict:
         return {"seconds": self.seconds, "images": self.images}
 
@@ -171,7 +167,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
             SaveOnInterrupt(run_dir / "checkpoints"),
             ValidationFigures(),
         ]
-        # `auto_insert_metric_name=False`: a "/" in a metric name would otherwise create folders.
+        # `auto_insert_metric_name=False`: Lightning would otherwise name the file best-epochepoch=004.ckpt.
         callbacks.append(
             RunCheckpoint(
                 dirpath=run_dir / "checkpoints",

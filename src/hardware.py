@@ -26,7 +26,7 @@ class Probe:
     cpu_cores: int = 1
     cpu_arch: str = "x86_64"
     cpu_amx: bool = False  # Intel AMX: bf16 matrix units in the CPU
-    launched: bool = False  # a multi-node launcher's variables are set (torchrun, SLURM, or MASTER_ADDR + NODE_RANK)
+    launched: bool = False  # a multi-node launcher's variables are set (torchrun, SLURM, or NODE_RANK)
 
     @property
     def machine(self) -> str:
@@ -267,8 +267,7 @@ def apply_global_settings(plan: HardwarePlan) -> None:
         # The legacy setters, not `torch.backends.cuda.matmul.fp32_precision = "tf32"`: Lightning reads
         # torch.get_float32_matmul_precision() as every CUDA Trainer starts, and torch (2.14) raises there
         # ("mix of the legacy and new APIs") once only the new one was written.
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # (cuDNN's convolutions use TF32 by default)
 
 
 def describe(plan: HardwarePlan, probe: Probe, global_batch: int) -> str:

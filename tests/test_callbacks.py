@@ -6,7 +6,7 @@ import torch
 from src.callbacks import TrainThroughput
 
 
-def test_train_throughput_counts_the_gpus_queued_work_with_one_sync_per_epoch(monkeypatch):
+def test_train_throughput_counts_the_gpus_queued_work_with_syncs_only_at_the_epochs_ends(monkeypatch):
     # The host runs ahead of a GPU: a clock read after the last step without a sync would miss the
     # queued work (here 50 ms, which synchronize waits for) and overstate images/s.
     syncs = []
