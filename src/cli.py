@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -18,12 +19,17 @@ class Parser(argparse.ArgumentParser):
 
 def run_command(command: Callable[[], int]) -> int:
     """Run an entry point; a UserError becomes `error: <thing>: <what is wrong>` and exit status 2, Ctrl-C
-    one line and 130."""
+    one line and 130, output piped to a reader that stopped early (`| head`) a quiet 141."""
     try:
-        return command()
+        status = command()
+        sys.stdout.flush()  # here, so that a reader that stopped early is caught below, not at exit
+        return status
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `| head` read what it wanted; the rest of the output has no reader
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's own flush at exit
+        return 141  # 128 + SIGPIPE, as a shell reports a command that signal ended
     except KeyboardInterrupt:  # outside training, which saves a checkpoint and says how to resume
         print("interrupted", file=sys.stderr)
         return 130

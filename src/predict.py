@@ -63,6 +63,8 @@ def predict(args) -> int:
     for flag, output in (("--output", args.output), ("--show-preprocessed", args.show_preprocessed)):
         if output:
             check_not_an_input(flag, output, [*image_files(args.input), *(path for _, path in loaded)])
+    if args.output and args.show_preprocessed and Path(args.output).resolve() == Path(args.show_preprocessed).resolve():
+        raise UserError("--output", f"{args.output} is also --show-preprocessed; give each its own file")
     return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size, args.tta)
 
 
@@ -117,20 +119,23 @@ def predict_images(
         return 2
     images = torch.stack([image for _, image in good])
     top = probabilities(models, images, batch_size, tta).topk(3, dim=1)
-    rows = []
+    rows, lines = [], []
     for (path, _), values, digits in zip(good, top.values.tolist(), top.indices.tolist(), strict=True):
-        print(f"{printable(path)}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))
+        lines.append(f"{printable(path)}: " + ", ".join(f"{d} ({v:.1%})" for d, v in zip(digits, values, strict=True)))
         rows.append(
             [printable(path), *(x for pair in zip(digits, values, strict=True) for x in (pair[0], f"{pair[1]:.6f}"))]
         )
+    # The files before the printing, which a reader that stops early (`| head`) cuts short.
     if show:  # before the predictions file: one that cannot be written leaves no predictions behind
         from src.figures import image_grid_figure, save_figure
 
         captions = [f"{printable(Path(path).name)[:18]}: {row[1]}" for (path, _), row in zip(good, rows, strict=True)]
         save_figure(image_grid_figure(images, captions, "What the model saw (28x28, MNIST-style)"), show)
-        print(f"preprocessed images: {printable(show)}")
+        lines.append(f"preprocessed images: {printable(show)}")
     if output:
         write_predictions(Path(output), rows)
+        lines.append(f"predictions written to {printable(output)}")
+    print("\n".join(lines))
     return 0 if len(good) == len(results) else 2
 
 
@@ -142,7 +147,6 @@ def write_predictions(path: Path, rows: list[list]) -> None:
     writer.writerow(["file", "top1", "p1", "top2", "p2", "top3", "p3"])
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
-    print(f"predictions written to {printable(path)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 import csv
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from src.data.kaggle_csv import read_kaggle_csv
 from src.data.mnist import load_mnist
 from src.inference import predict_probabilities
 from src.predict import main
-from tests.conftest import KAGGLE_DIR
+from tests.conftest import KAGGLE_DIR, ROOT
 
 
 def test_kaggle_submission_has_the_exact_format(kaggle_run, tmp_path, capsys):
@@ -87,6 +90,24 @@ def test_own_images_get_top3_and_a_bad_file_does_not_stop_the_others(short_run, 
     assert f"{paths[0]}: {labels[0]} (" in captured.out
 
 
+def test_a_reader_that_stops_early_costs_no_traceback_and_no_predictions(short_run, digit_files, tmp_path):
+    """`predict ... | head`: 300 lines are more than Python buffers, so the reader's end is met mid-print."""
+    (first, *_), _, labels = digit_files
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(300):
+        shutil.copy(first, folder / f"a_long_file_name_for_a_long_line_of_output_{index:03d}.png")
+    output = tmp_path / "preds.csv"
+    command = [sys.executable, "-m", "src.predict", "--ckpt", str(short_run), "--input", str(folder)]
+    process = subprocess.Popen(
+        [*command, "--output", str(output)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    process.stdout.close()  # the reader is gone before the first line
+    err = process.stderr.read()
+    assert (process.wait(timeout=120), err) == (141, "")
+    assert [int(row["top1"]) for row in csv.DictReader(output.open())] == [labels[0]] * 300
+
+
 def test_file_names_that_are_not_utf8_are_escaped_not_a_crash(short_run, digit_files, tmp_path, capsys):
     paths, broken, labels = digit_files
     latin1 = tmp_path / b"caf\xe9.png".decode("utf-8", "surrogateescape")  # as Python decodes a Latin-1 name
@@ -153,6 +174,15 @@ def test_outputs_never_replace_the_commands_inputs(short_run, digit_files, tmp_p
             == f"error: {flag}: {victim} is also an input of this command; give another file to write\n"
         )
         assert victim.read_bytes() == before
+
+
+def test_the_two_outputs_must_be_two_files(short_run, digit_files, tmp_path, capsys):
+    (first, *_), _, _ = digit_files
+    same = tmp_path / "out.png"
+    argv = ["--ckpt", str(short_run), "--input", str(first), "--output", str(same), "--show-preprocessed"]
+    assert main([*argv, str(tmp_path / "." / "out.png")]) == 2
+    assert capsys.readouterr().err == f"error: --output: {same} is also --show-preprocessed; give each its own file\n"
+    assert not same.exists()
 
 
 def test_a_labelled_csv_is_predicted_with_a_note_that_kaggle_scores_test_csv(kaggle_run, tmp_path, capsys):
