@@ -62,6 +62,8 @@ def read_checkpoint(path: Path) -> dict:
         raise UserError(path, f"is damaged: its record {record} fails its CRC-32 (the file changed after it was saved)")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(path, "is not a Lightning checkpoint of this project (no state_dict)")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in checkpoint["state_dict"].items()):
+        raise UserError(path, "is not a Lightning checkpoint of this project (its state_dict is not names to tensors)")
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         if not isinstance(checkpoint.get(key) or {}, dict):
             raise UserError(path, f"is not a Lightning checkpoint of this project ({key} is not a mapping)")
@@ -73,13 +75,13 @@ def trained_on(model) -> str:
     return model.data_hparams.get("data", "mnist")
 
 
-def _first_line(error: Exception) -> str:
-    """The error's first sentence, cut at a word if it is long."""
+def _first_line(error: Exception | str, limit: int = 120) -> str:
+    """The error's first sentence, cut at a word if it is longer than `limit` characters."""
     text = str(error).strip()
     if not text:
         return "no detail"
     sentence = re.split(r"(?<=[.!?])\s", text.splitlines()[0])[0]
-    return sentence if len(sentence) <= 120 else sentence[:120].rsplit(" ", 1)[0] + " ..."
+    return sentence if len(sentence) <= limit else sentence[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def load_classifier(path: str | Path):
@@ -105,8 +107,9 @@ def load_classifier(path: str | Path):
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first[:160]})") from None
+        lines = str(e).splitlines()  # "Error(s) in loading state_dict ...", then one line per problem
+        first = _first_line(lines[1] if len(lines) > 1 else e, limit=240)
+        raise UserError(checkpoint_path, f"weights do not match architecture {arch} ({first})") from None
     if not all(t.isfinite().all() for t in checkpoint["state_dict"].values() if t.is_floating_point()):
         raise UserError(checkpoint_path, "holds NaN or infinite weights (saved from a run that diverged?)")
     model.data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}  # its split, for evaluate

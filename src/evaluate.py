@@ -72,10 +72,13 @@ def check_scorable_on_kaggle(loaded: list) -> None:
             raise UserError(path, "was trained on MNIST, whose files hold most of train.csv's images: none is held out")
         if held_out(model.data_hparams) != held_out(first_split):
             fraction, how, seed = held_out(model.data_hparams)
+            same_but_seed = (fraction, how) == held_out(first_split)[:2]
+            split = f"val_fraction {fraction}, {how}" + (f", seed {seed}" if how == "random" else "")
             raise UserError(
                 path,
-                f"held out other images of train.csv (val_fraction {fraction:g}, {how}, seed {seed}) than {first_path}, "
-                "so it trained on some that are scored; train ensemble members with one --split-seed",
+                f"held out other images of train.csv ({split}) than {first_path}, so it trained on some that are "
+                "scored; train ensemble members with one "
+                + ("--split-seed" if same_but_seed else "--val-fraction and val_split, and one --split-seed"),
             )
 
 

@@ -60,6 +60,23 @@ def test_other_architectures_and_mismatched_tensors_are_clear_errors(short_run, 
     torch.save(checkpoint, mismatched)
     with pytest.raises(UserError, match=r"mismatched.ckpt: weights do not match architecture mlp"):
         load_classifier(mismatched)
+    checkpoint["hyper_parameters"]["arch"] = "lenet5"
+    checkpoint["state_dict"]["net.features.0.weight"] = torch.zeros(3, 1, 5, 5)
+    resized = tmp_path / "resized.ckpt"
+    torch.save(checkpoint, resized)
+    with pytest.raises(UserError) as raised:
+        load_classifier(resized)
+    assert str(raised.value).endswith(  # both shapes, whole
+        "copying a param with shape torch.Size([3, 1, 5, 5]) from checkpoint, "
+        "the shape in current model is torch.Size([6, 1, 5, 5]).)"
+    )
+    checkpoint["state_dict"] = {1: torch.zeros(1)}
+    numbered = tmp_path / "numbered.ckpt"
+    torch.save(checkpoint, numbered)
+    with pytest.raises(
+        UserError, match=r"numbered.ckpt: is not a Lightning checkpoint of this project \(its state_dict"
+    ):
+        load_classifier(numbered)
 
 
 def test_diverged_weights_and_torchscript_files_are_named(short_run, tmp_path):

@@ -128,7 +128,8 @@ def test_tta_is_reported_apart_from_the_plain_evaluation(short_run, capsys):
 
 @pytest.fixture(scope="module")
 def kaggle_splits(tmp_path_factory) -> dict[str, Path]:
-    """Kaggle runs with a random split: seed 0; seed 1; seed 1 holding out seed 0's images (--split-seed 0)."""
+    """Kaggle runs with a random split: seed 0; seed 1; seed 1 holding out seed 0's images (--split-seed 0);
+    seed 0 holding out a fifth."""
     from src.train import main as train
     from tests.conftest import KAGGLE_DIR
 
@@ -140,6 +141,7 @@ def kaggle_splits(tmp_path_factory) -> dict[str, Path]:
         "seed 0": ["--seed", "0"],
         "seed 1": ["--seed", "1"],
         "shared": ["--seed", "1", "--split-seed", "0"],
+        "fifth": ["--val-fraction", "0.2"],
     }.items():
         argv = ["--config", str(recipe), "--data", "kaggle", "--data-dir", str(KAGGLE_DIR), *seeds]
         assert train([*argv, "--limit-train-batches", "5", "--logdir", str(logdir / name.replace(" ", "_"))]) == 0
@@ -160,6 +162,13 @@ def test_a_kaggle_ensemble_is_scored_only_on_images_none_of_its_members_trained_
         "train ensemble members with one --split-seed\n"
     )
     assert not (tmp_path / "leaky").exists()
+    fifth = kaggle_splits["fifth"]
+    assert main(["--ckpt", str(first), str(fifth), "--output-dir", str(tmp_path / "leaky")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "(val_fraction 0.2, random, seed 0) than "
+        f"{best_checkpoint(first)}, so it trained on some that are scored; "
+        "train ensemble members with one --val-fraction and val_split, and one --split-seed\n"
+    )
 
     shared = kaggle_splits["shared"]
     assert main(["--ckpt", str(first), str(shared), "--output-dir", str(tmp_path / "shared")]) == 0
