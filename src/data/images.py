@@ -30,7 +30,8 @@ class NoInkError(ValueError):
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Any image Pillow reads -> float32 greyscale [H, W] in [0, 1], 1 = white; transparency counts as paper."""
+    """Any image Pillow reads -> float32 greyscale [H, W] in [0, 1], 1 = white; transparency counts as paper
+    (white, or black behind white ink)."""
     path = Path(path)
     return decode_image(read_user_file(path), path)
 
@@ -69,15 +70,25 @@ def _to_grey(image: Image.Image) -> np.ndarray:
         return _wide_to_grey(np.asarray(image, dtype=np.float64), WIDE_MODES[image.mode])
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        grey = _grey(Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba))
+        if grey.max() - grey.min() >= MIN_CONTRAST:
+            return grey
+        return _grey(Image.alpha_composite(Image.new("RGBA", rgba.size, "black"), rgba))  # white ink
+    return _grey(image)
+
+
+def _grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB").convert("L"), dtype=np.float32) / 255
 
 
 def _wide_to_grey(x: np.ndarray, white: float) -> np.ndarray:
     """16-bit, 32-bit and float greyscale -> [0, 1]: by the mode's white level when the pixels lie within it; else
-    (an int32 image, a float image in 0-255) no white level is known, so the image's own range is [0, 1]."""
+    (an int32 image, a float image in 0-255) no white level is known, so the image's own range is [0, 1].
+    Integers no higher than 255 are 8-bit values in a wider file, as Pillow's own conversion reads them."""
     x = np.nan_to_num(x, nan=0.0, posinf=white, neginf=0.0)
     low, high = float(x.min()), float(x.max())
+    if white == 65535 and high <= 255:
+        white = 255
     if low >= 0 and high <= white:
         return (x / white).astype(np.float32)
     return ((x - low) / (high - low or 1)).astype(np.float32)

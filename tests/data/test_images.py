@@ -127,6 +127,8 @@ FORMATS = {
     "LA, transparent paper": ("png", lambda: transparent_ring("LA"), {}),
     "16-bit greyscale": ("png", lambda: Image.fromarray(np.asarray(paper_with_a_ring()).astype(np.uint16) * 257), {}),
     "16-bit values in a 32-bit TIFF": ("tif", lambda: Image.fromarray(ring_as(np.int32) * 257), {}),
+    "8-bit values in a 32-bit TIFF": ("tif", lambda: Image.fromarray(ring_as(np.int32)), {}),
+    "8-bit values in a 16-bit PNG": ("png", lambda: Image.fromarray(ring_as(np.uint16)), {}),
     "32-bit integer TIFF": ("tif", lambda: Image.fromarray(ring_as(np.int32) * 2**23), {}),
     "float TIFF in 0-1": ("tif", lambda: Image.fromarray(ring_as(np.float32) / 255), {}),
     "float TIFF in 0-255": ("tif", lambda: Image.fromarray(ring_as(np.float32)), {}),
@@ -143,6 +145,15 @@ def test_every_pixel_format_reads_as_the_same_digit(name, tmp_path):
     grey = load_image(save(make(), tmp_path / f"ring.{suffix}", **options))
     assert grey.dtype == np.float32 and grey.shape == (90, 120)
     assert grey[0, 0] > 0.85 and grey[45, 32] < 0.15  # paper (even transparent paper) is white, the ring dark
+    expected = preprocess_digit(np.asarray(paper_with_a_ring(), dtype=np.float32) / 255).float()
+    assert (preprocess_digit(grey).float() - expected).abs().mean() < 6
+
+
+def test_white_ink_on_transparent_paper_is_the_same_digit(tmp_path):
+    """As a drawing app in dark mode exports it: on white paper the ink would vanish."""
+    alpha = Image.eval(paper_with_a_ring(), lambda v: 255 if v < 128 else 0)
+    white = Image.new("L", alpha.size, 255)
+    grey = load_image(save(Image.merge("LA", (white, alpha)), tmp_path / "white_ring.png"))
     expected = preprocess_digit(np.asarray(paper_with_a_ring(), dtype=np.float32) / 255).float()
     assert (preprocess_digit(grey).float() - expected).abs().mean() < 6
 
