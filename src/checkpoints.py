@@ -57,6 +57,8 @@ def read_checkpoint(path: Path) -> dict:
             raise UserError(path, "is a TorchScript model (src.export's output), not a training checkpoint") from None
         raise UserError(path, f"is not a readable checkpoint (RuntimeError: {_first_line(e)})") from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        if _starts_as_a_zip(path):  # cut short near its start, torch's reader fails with EINVAL
+            raise UserError(path, "is not a readable checkpoint (truncated, or not a file torch.save wrote)") from None
         raise UserError(path, f"is not a readable checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     if record := damaged_record(path):
         raise UserError(path, f"is damaged: its record {record} fails its CRC-32 (the file changed after it was saved)")
@@ -68,6 +70,15 @@ def read_checkpoint(path: Path) -> dict:
         if not isinstance(checkpoint.get(key) or {}, dict):
             raise UserError(path, f"is not a Lightning checkpoint of this project ({key} is not a mapping)")
     return checkpoint
+
+
+def _starts_as_a_zip(path: Path) -> bool:
+    """Whether the file begins as torch.save's zip archives do."""
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def trained_on(model) -> str:

@@ -102,13 +102,14 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
             lambda data: data[: len(data) // 2],
             "is not a readable checkpoint (truncated, or not a file torch.save wrote)",
         ),
+        (lambda data: data[:5000], "is not a readable checkpoint (truncated, or not a file torch.save wrote)"),
         # Zeros over part of a tensor: torch.load reads such a file without complaint.
         (
             lambda data: data[: len(data) // 2] + bytes(1000) + data[len(data) // 2 + 1000 :],
             "is damaged: its record archive/data/",
         ),
     ],
-    ids=["empty", "truncated", "bytes-changed"],
+    ids=["empty", "truncated", "cut-near-its-start", "bytes-changed"],
 )
 def test_a_damaged_checkpoint_is_one_line_and_writes_nothing(damage, message, short_run, tmp_path, capsys):
     damaged = tmp_path / "damaged.ckpt"
