@@ -124,7 +124,7 @@ def load_classifier(path: str | Path):
     if not all(t.isfinite().all() for t in checkpoint["state_dict"].values() if t.is_floating_point()):
         raise UserError(checkpoint_path, "holds NaN or infinite weights (saved from a run that diverged?)")
     model.data_hparams = checkpoint.get("datamodule_hyper_parameters") or {}  # its split, for evaluate
-    if model.data_hparams.get("data", "mnist") not in SOURCES:
+    if trained_on(model) not in SOURCES:
         raise UserError(
             checkpoint_path, f"was trained on data {model.data_hparams['data']!r}, not {' or '.join(SOURCES)}"
         )

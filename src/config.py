@@ -268,7 +268,6 @@ def validate(recipe: Recipe) -> None:
             recipe.scheduler,
             optimizer,
             recipe.scheduler_args,
-            recipe.monitor,
             MONITOR_MODES[recipe.monitor],
             100,
             recipe.max_epochs,

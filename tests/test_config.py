@@ -98,7 +98,7 @@ def test_yaml_1_1_numbers_and_precision_are_read_as_meant(tmp_path):
     weight = [torch.zeros(1, requires_grad=True)]
     assert build_optimizer("adamw", weight, 1e-3, {"weight_decay": "5e-4"}).param_groups[0]["weight_decay"] == 5e-4
     optimizer = build_optimizer("adam", weight, 1e-3, {})
-    plateau = build_scheduler("plateau", optimizer, {"min_delta": "1e-4"}, "val/loss", "min", 100, 10)["scheduler"]
+    plateau = build_scheduler("plateau", optimizer, {"min_delta": "1e-4"}, "min", 100, 10)["scheduler"]
     assert plateau.threshold == 1e-4
 
 

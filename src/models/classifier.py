@@ -139,7 +139,6 @@ class DigitClassifier(pl.LightningModule):
             hp.scheduler,
             optimizer,
             hp.scheduler_args or {},
-            monitor=hp.monitor,
             mode=MONITOR_MODES[hp.monitor],
             total_steps=self.trainer.estimated_stepping_batches,
             epochs=self.trainer.max_epochs,

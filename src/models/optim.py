@@ -46,8 +46,9 @@ def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Opt
         raise UserError("optimizer_args", f"not accepted by {name}: {e}") from None
 
 
-def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, total_steps: int, epochs: int):
-    """A Lightning lr_scheduler config for `name`, or None for "none"."""
+def build_scheduler(name: str, optimizer, args: dict, mode: str, total_steps: int, epochs: int):
+    """A Lightning lr_scheduler config for `name`, or None for "none". A plateau's `mode` is its monitor's
+    (DigitClassifier steps the plateau itself, with that metric)."""
     args = numbers_as_meant(args)
     if name == "none":
         return None
@@ -73,7 +74,7 @@ def build_scheduler(name: str, optimizer, args: dict, monitor: str, mode: str, t
             cooldown=args["cooldown"],
             min_lr=args["min_lr"],
         )
-        return {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}
+        return {"scheduler": scheduler, "interval": "epoch"}
     if name == "onecycle":
         max_lr = args.pop("max_lr", optimizer.param_groups[0]["lr"])
         try:

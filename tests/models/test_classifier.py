@@ -30,10 +30,9 @@ def test_adam_runs_fused_unless_the_recipe_chooses_its_kernels():
 
 def test_plateau_translates_keras_patience_and_min_delta():
     optimizer = build_optimizer("adam", [torch.zeros(1, requires_grad=True)], 1e-3, {})
-    config = build_scheduler("plateau", optimizer, {"patience": 2, "min_delta": 1e-4}, "train/loss", "min", 100, 10)
+    config = build_scheduler("plateau", optimizer, {"patience": 2, "min_delta": 1e-4}, "min", 100, 10)
     scheduler = config["scheduler"]
     assert (scheduler.patience, scheduler.threshold, scheduler.threshold_mode) == (1, 1e-4, "abs")
-    assert config["monitor"] == "train/loss"
     # Keras semantics: the LR drops after exactly 2 epochs without improvement.
     for loss in (1.0, 1.0, 1.0):
         scheduler.step(loss)
@@ -44,8 +43,8 @@ def test_a_one_cycle_too_short_for_its_warm_up_is_one_clear_error():
     # fast.yaml's pct_start 0.25 over 4 steps (--limit-train-batches 4): torch divided by zero.
     optimizer = build_optimizer("adamw", [torch.zeros(1, requires_grad=True)], 0.02, {})
     with pytest.raises(UserError, match=r"^scheduler_args: onecycle cannot schedule 4 steps with pct_start 0.25: "):
-        build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "val/acc", "max", total_steps=4, epochs=1)
-    assert build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "val/acc", "max", total_steps=5, epochs=1)
+        build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "max", total_steps=4, epochs=1)
+    assert build_scheduler("onecycle", optimizer, {"pct_start": 0.25}, "max", total_steps=5, epochs=1)
 
 
 def test_epoch_accuracy_is_correct_over_n_not_a_mean_of_batches():
