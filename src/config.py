@@ -280,7 +280,9 @@ def validate(recipe: Recipe) -> None:
     if recipe.early_stopping is not None:
         unknown = set(recipe.early_stopping) - set(EARLY_STOPPING_DEFAULTS)
         if unknown:
-            raise UserError("early_stopping", f"unknown key(s) {sorted(unknown)}; valid: {sorted(EARLY_STOPPING_DEFAULTS)}")
+            raise UserError(
+                "early_stopping", f"unknown key(s) {sorted(unknown)}; valid: {sorted(EARLY_STOPPING_DEFAULTS)}"
+            )
         stopping = early_stopping_args(recipe)
         patience, min_delta = stopping["patience"], stopping["min_delta"]
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:

@@ -45,7 +45,10 @@ def predict(args) -> int:
         )
     loaded = [load_classifier(path) for path in args.ckpt]
     models = [model for model, _ in loaded]
-    if len(args.input) == 1 and args.input[0].lower().endswith(".csv"):
+    csv_inputs = [path for path in args.input if path.lower().endswith(".csv")]
+    if csv_inputs and len(args.input) > 1:
+        raise UserError("--input", f"{csv_inputs[0]} is a Kaggle CSV, which makes one submission: give it alone")
+    if csv_inputs:
         if args.show_preprocessed:
             raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
         output = Path(args.output or "submission.csv")

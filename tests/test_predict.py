@@ -176,6 +176,16 @@ def test_outputs_never_replace_the_commands_inputs(short_run, digit_files, tmp_p
         assert victim.read_bytes() == before
 
 
+def test_a_kaggle_csv_is_predicted_alone(short_run, digit_files, tmp_path, capsys):
+    (first, *_), _, _ = digit_files
+    test_csv = str(KAGGLE_DIR / "test.csv")
+    assert main(["--ckpt", str(short_run), "--input", str(first), test_csv, "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --input: {test_csv} is a Kaggle CSV, which makes one submission: give it alone\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_two_outputs_must_be_two_files(short_run, digit_files, tmp_path, capsys):
     (first, *_), _, _ = digit_files
     same = tmp_path / "out.png"
