@@ -148,7 +148,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{path}: not found"})
 
     def do_POST(self) -> None:
-        if self.path != "/api/predict":
+        if self.path.split("?", 1)[0] != "/api/predict":  # a query string is ignored, as for GET
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{self.path}: not found"})
             return
         started = time.perf_counter()

@@ -32,8 +32,8 @@ def server(short_run):
     server.server_close()
 
 
-def post(url: str, body: bytes, content_type: str = "image/png") -> tuple[int, dict]:
-    request = urllib.request.Request(f"{url}/api/predict", data=body, headers={"Content-Type": content_type})
+def post(url: str, body: bytes, content_type: str = "image/png", path: str = "/api/predict") -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}{path}", data=body, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -83,6 +83,9 @@ def test_a_drawn_digit_is_read_with_its_top3_and_preview(server):
     assert probabilities == sorted(probabilities, reverse=True) and 0.5 < sum(probabilities) <= 1 + 1e-6
     preview = Image.open(io.BytesIO(base64.b64decode(answer["preview"].removeprefix("data:image/png;base64,"))))
     assert preview.size == (28, 28) and preview.mode == "L"
+    # A query string (a script's cache buster) is ignored, as it is for the page's GETs
+    again = post(server, png(drawn_like_the_page(images[0].numpy())), path="/api/predict?t=1")
+    assert again[0] == 200 and {**again[1], "server_ms": None} == {**answer, "server_ms": None}
 
 
 @pytest.mark.parametrize(
