@@ -20,6 +20,7 @@ class Payload:
 
 def test_run_directory_resolves_to_its_best_checkpoint(short_run):
     assert resolve_checkpoint(short_run).name == "best-epoch000.ckpt"
+    assert resolve_checkpoint(short_run / "checkpoints") == resolve_checkpoint(short_run)  # its folder too
     model, path = load_classifier(short_run)
     assert model.hparams.arch == "lenet5" and not model.training and path.name == "best-epoch000.ckpt"
 
