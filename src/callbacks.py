@@ -82,11 +82,13 @@ class SaveOnInterrupt(pl.Callback):
 
     def __init__(self, checkpoint_dir: Path):
         self.path = checkpoint_dir / "last.ckpt"
+        self.in_sanity_check = False  # where the interruption came; Lightning forgets it after a SIGTERM
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         # Not in the final test, which the training Trainer may run with the best weights loaded.
         fitting = trainer.state.fn == TrainerFn.FITTING
         if fitting and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
+            self.in_sanity_check = trainer.sanity_checking
             trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume from
 
 
@@ -161,6 +163,8 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
     mode = MONITOR_MODES[recipe.monitor]
     callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
+    if recipe.ema_decay is not None:  # before SaveOnInterrupt: on an interruption it puts the weights back first
+        callbacks.append(EmaWeightAveraging(recipe.ema_decay))
     if run_dir is not None:
         callbacks += [
             LearningRateMonitor(logging_interval="epoch"),
@@ -182,8 +186,6 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         # too: after the best epoch it went stale, and --resume repeated every epoch since. This unmonitored
         # one rewrites it every epoch; being after the best one, its file holds that one's updated state.
         callbacks.append(LastCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
-    if recipe.ema_decay is not None:
-        callbacks.append(EmaWeightAveraging(recipe.ema_decay))
     if recipe.early_stopping is not None:
         callbacks.append(
             EarlyStopping(

@@ -58,9 +58,17 @@ class CtrlCInSecondValidation(pl.Callback):
             raise KeyboardInterrupt
 
 
-class CtrlCInSanityCheck(pl.Callback):
+class SigtermInSecondValidationsBatch(pl.Callback):
+    """A SIGTERM while epoch 2 validates, where the EMA callback has swapped the average into the model."""
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if trainer.current_epoch == 1 and not trainer.sanity_checking:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SigtermInSanityCheck(pl.Callback):
     def on_sanity_check_start(self, trainer, pl_module):
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it; its loop raises it at the next batch
 
 
 class CtrlCInSecondEpochsEighthStep(pl.Callback):
@@ -100,11 +108,11 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
     limits = ["--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
     common = ["--model", "lenet5", "--config", str(recipe), *limits]
     assert main([*common, "--logdir", str(tmp_path / "unbroken")]) == 0
-    # Stopped after epoch 1, then resumed; the first resume is cut by Ctrl-C in its sanity check, which
+    # Stopped after epoch 1, then resumed; the first resume is cut by a SIGTERM in its sanity check, which
     # saves last.ckpt again before epoch 2 began.
     assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
     with monkeypatch.context() as patch:
-        add_callback(patch, CtrlCInSanityCheck())
+        add_callback(patch, SigtermInSanityCheck())
         assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 130
     assert "interrupted before epoch 2: saved" in capsys.readouterr().err
     assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 0
@@ -130,8 +138,10 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
     interrupted_then_resumed("after_step", CtrlCAfterSecondEpochsEighthStep())
     # SIGTERM (a scheduler's pre-emption) at epoch 2's end, after its validation.
     interrupted_then_resumed("sigterm", SigtermInSecondEpochsEnd())
+    # SIGTERM inside epoch 2's validation.
+    interrupted_then_resumed("sigterm_validating", SigtermInSecondValidationsBatch())
 
-    names = ("unbroken", "stopped", "interrupted", "mid_step", "sigterm")
+    names = ("unbroken", "stopped", "interrupted", "mid_step", "sigterm", "sigterm_validating")
     assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "lenet5" / "version_0", "lr-Adam")] == [
         1e-3,
         1e-3,
