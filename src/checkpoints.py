@@ -21,8 +21,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         return path
     if not path.is_dir():
         raise UserError(path, "no such checkpoint file or run directory")
-    if path.name == "checkpoints" and not (path / "checkpoints").is_dir():  # RUN/checkpoints: RUN is meant
-        path = path.parent
+    if path.resolve().name == "checkpoints" and not (path / "checkpoints").is_dir():  # RUN/checkpoints: RUN is meant
+        path = path.resolve().parent
     results = path / "results.json"
     if results.is_file():
         try:

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import select
 import sys
 import warnings
 from collections.abc import Callable
@@ -27,12 +28,24 @@ def run_command(command: Callable[[], int]) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `| head` read what it wanted; the rest of the output has no reader
+    except BrokenPipeError:
+        if not stdout_has_no_reader():  # another pipe: an --output FIFO whose reader died, say
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's own flush at exit
         return 141  # 128 + SIGPIPE, as a shell reports a command that signal ended
     except KeyboardInterrupt:  # outside training, which saves a checkpoint and says how to resume
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def stdout_has_no_reader() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`| head` read what it wanted)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a replaced sys.stdout), no poll
+        return False
 
 
 def devices_value(text: str) -> int | str:

@@ -65,7 +65,7 @@ def export(ckpt: str, fmt: str, output: str | None) -> int:
     if target.is_dir():
         raise UserError(target, "is a directory; --output names the file to write")
     check_not_an_input("--output", target, [checkpoint_path])
-    if target.suffix == ".ckpt":  # the run's last.ckpt, say: what --resume and evaluate read
+    if target.suffix.lower() == ".ckpt":  # the run's last.ckpt, say: what --resume and evaluate read
         raise UserError("--output", f"{target} names a training checkpoint; an exported model is .onnx or .pt")
     images = load_mnist("test")[0][:PARITY_IMAGES]
     with torch.inference_mode():

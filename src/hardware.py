@@ -214,8 +214,8 @@ def _plan_precision(asked: str | None, accelerator: str, probe: Probe, reasons: 
             return "bf16-mixed"
         reasons["precision"] = f"auto: full precision on {accelerator}"
         return "32-true"
-    # Lightning silently turns 16-mixed on CPU into bf16-mixed; refuse instead of surprising the user.
     this_gpu = f"this GPU has {capability[0]}.{capability[1]}"
+    # Lightning silently turns 16-mixed on CPU into bf16-mixed; refuse instead of surprising the user.
     if asked == "16-mixed" and capability < (7, 0):
         has = this_gpu if accelerator == "cuda" else f"not {accelerator}"
         raise UserError("--precision", f"16-mixed needs a CUDA GPU of capability 7.0 or newer, {has}")

@@ -43,14 +43,16 @@ def predict(args) -> int:
         raise UserError(
             "--show-preprocessed", f"writes a PNG; give a file name ending in .png, not {args.show_preprocessed}"
         )
-    loaded = [load_classifier(path) for path in args.ckpt]
-    models = [model for model, _ in loaded]
     csv_inputs = [path for path in args.input if path.lower().endswith(".csv")]
     if csv_inputs and len(args.input) > 1:
         raise UserError("--input", f"{csv_inputs[0]} is a Kaggle CSV, which makes one submission: give it alone")
+    if csv_inputs and args.show_preprocessed:
+        raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
+    if args.output and args.show_preprocessed and Path(args.output).resolve() == Path(args.show_preprocessed).resolve():
+        raise UserError("--output", f"{args.output} is also --show-preprocessed; give each its own file")
+    loaded = [load_classifier(path) for path in args.ckpt]
+    models = [model for model, _ in loaded]
     if csv_inputs:
-        if args.show_preprocessed:
-            raise UserError("--show-preprocessed", "shows images given as files; a Kaggle CSV is already 28x28")
         output = Path(args.output or "submission.csv")
         check_not_an_input("--output", output, [args.input[0], *(path for _, path in loaded)])
         predict_kaggle_csv(models, Path(args.input[0]), output, args.batch_size, args.tta)
@@ -66,8 +68,6 @@ def predict(args) -> int:
     for flag, output in (("--output", args.output), ("--show-preprocessed", args.show_preprocessed)):
         if output:
             check_not_an_input(flag, output, [*image_files(args.input), *(path for _, path in loaded)])
-    if args.output and args.show_preprocessed and Path(args.output).resolve() == Path(args.show_preprocessed).resolve():
-        raise UserError("--output", f"{args.output} is also --show-preprocessed; give each its own file")
     return predict_images(models, args.input, args.output, args.show_preprocessed, args.batch_size, args.tta)
 
 

@@ -129,8 +129,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format, *args) -> None:  # one line per error, none per request
         pass
 
+    @property
+    def route(self) -> str:
+        """The request's path without its query string, which no endpoint reads."""
+        return self.path.split("?", 1)[0]
+
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path = self.route
         if path == "/api/info":
             recogniser = self.server.recogniser
             self.send_json(
@@ -148,8 +153,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{path}: not found"})
 
     def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] != "/api/predict":  # a query string is ignored, as for GET
-            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{self.path}: not found"})
+        if self.route != "/api/predict":
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"{self.route}: not found"})
             return
         started = time.perf_counter()
         try:

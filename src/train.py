@@ -124,7 +124,10 @@ def train(recipe: Recipe) -> int:
     writes_files = not recipe.fast_dev_run
     continued = run_dir_to_continue(resume_from)
     if writes_files:  # a file in the way of LOGDIR/MODEL, say
-        check_writable(continued or Path(recipe.logdir) / recipe.model, "--resume" if continued else "--logdir")
+        if continued:
+            check_writable(continued / "checkpoints", "--resume")
+        else:
+            check_writable(Path(recipe.logdir) / recipe.model, "--logdir")
     logger = make_logger(recipe.logdir, recipe.model, plan.processes, continued)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)

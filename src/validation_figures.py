@@ -35,17 +35,19 @@ class ValidationFigures(pl.Callback):
         self.kept.append((inputs[top.indices], labels[top.indices], predicted[top.indices], top.values))
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not self.kept:  # (under DDP every process validates a batch or more)
+        # Under DDP every process has validation batches (DigitsDataModule shards so that none is left without),
+        # so all of them reach the two collectives below.
+        if trainer.sanity_checking or not self.kept:
             return
-        matrix = trainer.strategy.reduce(self.matrix, reduce_op="sum")  # every process takes part
-        mistakes = self._most_confident_mistakes(trainer)  # in this too
+        matrix = trainer.strategy.reduce(self.matrix, reduce_op="sum")
+        mistakes = self._most_confident_mistakes(trainer)
         if trainer.is_global_zero and isinstance(trainer.logger, TensorBoardLogger):
             self._log(trainer, matrix.cpu(), *mistakes)
         self.kept = []
 
     def _most_confident_mistakes(self, trainer) -> tuple[torch.Tensor, ...]:
-        """(inputs, labels, predicted, wrongness) of the epoch's `shown` most confident mistakes, of every
-        process's: each pads its own to `shown` with right answers (label 0, predicted 0), which the figure
+        """(inputs, labels, predicted, wrongness) of the epoch's `shown` most confident mistakes over all
+        processes. Each pads its own to `shown` with right answers (label 0, predicted 0), which the figure
         leaves out, so that the gathered tensors have one shape."""
         inputs, labels, predicted, wrongness = (torch.cat(parts) for parts in zip(*self.kept, strict=True))
         top = wrongness.topk(min(self.shown, len(wrongness)))

@@ -1,4 +1,5 @@
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -99,12 +100,15 @@ def test_a_reader_that_stops_early_costs_no_traceback_and_no_predictions(short_r
         shutil.copy(first, folder / f"a_long_file_name_for_a_long_line_of_output_{index:03d}.png")
     output = tmp_path / "preds.csv"
     command = [sys.executable, "-m", "src.predict", "--ckpt", str(short_run), "--input", str(folder)]
-    process = subprocess.Popen(
-        [*command, "--output", str(output)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    process.stdout.close()  # the reader is gone before the first line
-    err = process.stderr.read()
-    assert (process.wait(timeout=120), err) == (141, "")
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first line
+    try:
+        done = subprocess.run(
+            [*command, "--output", str(output)], cwd=ROOT, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (141, "")
     assert [int(row["top1"]) for row in csv.DictReader(output.open())] == [labels[0]] * 300
 
 
@@ -190,7 +194,7 @@ def test_the_two_outputs_must_be_two_files(short_run, digit_files, tmp_path, cap
     (first, *_), _, _ = digit_files
     same = tmp_path / "out.png"
     argv = ["--ckpt", str(short_run), "--input", str(first), "--output", str(same), "--show-preprocessed"]
-    assert main([*argv, str(tmp_path / "." / "out.png")]) == 2
+    assert main([*argv, f"{tmp_path}/./out.png"]) == 2  # the same file, spelled another way
     assert capsys.readouterr().err == f"error: --output: {same} is also --show-preprocessed; give each its own file\n"
     assert not same.exists()
 

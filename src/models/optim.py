@@ -47,8 +47,8 @@ def build_optimizer(name: str, params, lr: float, args: dict) -> torch.optim.Opt
 
 
 def build_scheduler(name: str, optimizer, args: dict, mode: str, total_steps: int, epochs: int):
-    """A Lightning lr_scheduler config for `name`, or None for "none". A plateau's `mode` is its monitor's
-    (DigitClassifier steps the plateau itself, with that metric)."""
+    """A Lightning lr_scheduler config for `name`, or None for "none". A plateau's is its scheduler alone:
+    DigitClassifier steps it itself, with the monitored metric, whose `mode` it is built with."""
     args = numbers_as_meant(args)
     if name == "none":
         return None
@@ -74,7 +74,7 @@ def build_scheduler(name: str, optimizer, args: dict, mode: str, total_steps: in
             cooldown=args["cooldown"],
             min_lr=args["min_lr"],
         )
-        return {"scheduler": scheduler, "interval": "epoch"}
+        return {"scheduler": scheduler}
     if name == "onecycle":
         max_lr = args.pop("max_lr", optimizer.param_groups[0]["lr"])
         try:
