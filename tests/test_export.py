@@ -119,18 +119,12 @@ def test_export_that_differs_from_pytorch_writes_nothing(run_dir, tmp_path, monk
 def test_an_output_that_is_the_checkpoint_itself_or_another_checkpoint_is_refused(run_dir, tmp_path, capsys):
     checkpoint = tmp_path / "model.ckpt"
     checkpoint.write_bytes((run_dir / "checkpoints" / "last.ckpt").read_bytes())
-    before = checkpoint.read_bytes()
-    assert export.main(["--ckpt", str(checkpoint), "--format", "torchscript", "--output", str(checkpoint)]) == 2
-    assert (
-        capsys.readouterr().err
-        == f"error: --output: {checkpoint} is also an input of this command; give another file to write\n"
-    )
-    assert checkpoint.read_bytes() == before
     last = run_dir / "checkpoints" / "last.ckpt"  # another checkpoint of the run
-    before = last.read_bytes()
-    assert export.main(["--ckpt", str(checkpoint), "--format", "torchscript", "--output", str(last)]) == 2
-    assert (
-        capsys.readouterr().err
-        == f"error: --output: {last} names a training checkpoint; an exported model is .onnx or .pt\n"
-    )
-    assert last.read_bytes() == before
+    for victim, problem in (
+        (checkpoint, "is also an input of this command; give another file to write"),
+        (last, "names a training checkpoint; an exported model is .onnx or .pt"),
+    ):
+        before = victim.read_bytes()
+        assert export.main(["--ckpt", str(checkpoint), "--format", "torchscript", "--output", str(victim)]) == 2
+        assert capsys.readouterr().err == f"error: --output: {victim} {problem}\n"
+        assert victim.read_bytes() == before
