@@ -12,12 +12,12 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.trainer.states import TrainerFn
 
 from src.atomic import WriteError, atomic_save
 from src.config import Recipe, checkpoint_monitor, early_stopping_args
 from src.ema import EmaWeightAveraging
 from src.errors import UserError
+from src.interruption import SaveOnInterrupt
 from src.metrics import MONITOR_MODES
 from src.validation_figures import ValidationFigures
 
@@ -73,23 +73,6 @@ def _moved_to(state: dict, old: Path, new: Path) -> dict | None:
     path_keys = ("kth_best_model_path", "last_model_path")
     moved_paths = {key: moved(state[key]) for key in path_keys if key in state}
     return {**state, **moved_paths, "dirpath": str(new), "best_k_models": best_k_models, "best_model_path": best}
-
-
-class SaveOnInterrupt(pl.Callback):
-    """Ctrl-C or SIGTERM: save last.ckpt (mid-epoch) so `--resume` continues. Other exceptions save
-    nothing: weights after a failure (a NaN loss, say) must not replace a good checkpoint.
-    Lightning's OnExceptionCheckpoint saves on every exception and deletes its file at teardown."""
-
-    def __init__(self, checkpoint_dir: Path):
-        self.path = checkpoint_dir / "last.ckpt"
-        self.in_sanity_check = False  # where the interruption came; Lightning forgets it after a SIGTERM
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # Not in the final test, which the training Trainer may run with the best weights loaded.
-        fitting = trainer.state.fn == TrainerFn.FITTING
-        if fitting and isinstance(exception, (KeyboardInterrupt, SystemExit)):  # SIGTERMException is a SystemExit
-            self.in_sanity_check = trainer.sanity_checking
-            trainer.save_checkpoint(self.path, weights_only=False)  # the whole state, to resume from
 
 
 class StopOnNonFiniteLoss(pl.Callback):
@@ -163,7 +146,7 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     """Progress, throughput and early stopping; checkpoints and LR logging unless `run_dir` is None."""
     mode = MONITOR_MODES[recipe.monitor]
     callbacks = [TQDMProgressBar(refresh_rate=recipe.progress_refresh), TrainThroughput(), StopOnNonFiniteLoss()]
-    if recipe.ema_decay is not None:  # before SaveOnInterrupt: on an interruption it puts the weights back first
+    if recipe.ema_decay is not None:
         callbacks.append(EmaWeightAveraging(recipe.ema_decay))
     if run_dir is not None:
         callbacks += [

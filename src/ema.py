@@ -65,18 +65,7 @@ class EmaWeightAveraging(WeightAveraging):
     def __init__(self, decay: float):
         super().__init__()
         self.decay = decay
-        self.swapped = False  # the average is in the model, for validation
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if stage == "fit":
             self._average_model = WarmedUpEma(pl_module, self.decay, trainer.strategy.root_device)
-
-    def _swap_models(self, pl_module) -> None:
-        super()._swap_models(pl_module)
-        self.swapped = not self.swapped
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        # A Ctrl-C or SIGTERM inside validation leaves the average in the model: put the weights back, before
-        # SaveOnInterrupt (later in the callback list) saves last.ckpt, which would hold the two swapped.
-        if self.swapped:
-            self._swap_models(pl_module)

@@ -90,8 +90,9 @@ def train(recipe: Recipe) -> int:
 
     from src.atomic import atomic_write_text
     from src.build import make_classifier, make_datamodule
-    from src.callbacks import AtomicCheckpointIO, SaveOnInterrupt, TrainThroughput, build_callbacks
+    from src.callbacks import AtomicCheckpointIO, TrainThroughput, build_callbacks
     from src.hardware import HardwareRequest, apply_global_settings, describe, plan_hardware, probe_machine
+    from src.interruption import SaveOnInterrupt
     from src.results import write_results
     from src.runs import check_writable, make_logger, remove_if_unsaved, resume_checkpoint, run_dir_to_continue
 
@@ -163,19 +164,10 @@ def train(recipe: Recipe) -> int:
         if not (trainer.interrupted and writes_files):
             raise
         if trainer.is_global_zero:
-            epochs = trainer.fit_loop.epoch_progress.current
-            # A resumed run's sanity check comes before the next epoch, with the last one's progress restored.
             saver = next(c for c in callbacks if isinstance(c, SaveOnInterrupt))
-            when = (
-                f"before epoch {epochs.processed + 1}"
-                if saver.in_sanity_check
-                else f"in epoch {max(1, epochs.started)}"
-            )
-            print(
-                f"interrupted {when}: saved {run_dir / 'checkpoints' / 'last.ckpt'}; "
-                f"continue with the same command and --resume {run_dir}",
-                file=sys.stderr,
-            )
+            if not saver.saved and continued is None:
+                remove_if_unsaved(run_dir)
+            print(saver.outcome(trainer, run_dir), file=sys.stderr)
         return 130
     try:
         tested = test_best(trainer, model, datamodule, recipe, plan)

@@ -18,24 +18,36 @@ from src.train import main
 from tests.conftest import ROOT, add_callback, logged
 
 
+def started_until_epoch_2(command: list[str], last: Path) -> subprocess.Popen:
+    """`command` started in a process group of its own, a second into epoch 2: once epoch 1 wrote `last`."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert last.exists(), "the first epoch never finished"
+    time.sleep(1.0)
+    return process
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_interrupt_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path, stop):
     common = ["--model", "lenet5", "--max-epochs", "3", "--limit-train-batches", "300", "--limit-val-batches", "2"]
     command = [sys.executable, "-m", "src.train", *common, "--logdir", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 240
-    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert last.exists(), "the first epoch never finished"
-    time.sleep(1.0)  # now somewhere inside epoch 2
+    process = started_until_epoch_2(command, last)
     process.send_signal(stop)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130
     run = tmp_path / "lenet5" / "version_0"
     assert f"saved {last}; continue with the same command and --resume {run}" in err
     assert "Traceback" not in err
+    if stop == signal.SIGINT:
+        assert (
+            "stopping at the next batch boundary to save a checkpoint; Ctrl-C again stops at once without saving" in err
+        )
     saved = torch.load(last, weights_only=True)
     assert saved["epoch"] >= 1 and not (run / "results.json").exists()
 
@@ -52,13 +64,41 @@ def test_interrupt_saves_last_checkpoint_and_resume_finishes_the_epochs(tmp_path
     assert min(steps) < saved["global_step"] < max(steps)  # logged before the interruption and after the resume
 
 
+def press_ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # as a terminal sends it
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_ddp_process_saves_and_resumes_instead_of_hanging(tmp_path):
+    # As a cluster's pre-emption (or Ctrl-C in a terminal) signals every process at once. Lightning's own
+    # SIGTERM handling let each process stop at its own batch, and they waited on each other forever.
+    common = ["--model", "lenet5", "--accelerator", "cpu", "--devices", "2", "--max-epochs", "2"]
+    common += ["--limit-train-batches", "150", "--limit-val-batches", "2", "--logdir", str(tmp_path)]
+    command = [sys.executable, "-m", "src.train", *common]
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    process = started_until_epoch_2(command, last)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 130
+    assert f"interrupted in epoch 2: saved {last}" in err
+    assert "Traceback" not in err
+    done = subprocess.run([*command, "--resume", "last"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "lenet5" / "version_0" / "results.json").read_text())
+    assert (results["epochs_run"], results["train_images"]) == (2, 2 * 150 * 16 * 2)  # none skipped, none twice
+
+
 class CtrlCInSecondValidation(pl.Callback):
     def on_validation_start(self, trainer, pl_module):
         if trainer.current_epoch == 1 and not trainer.sanity_checking:
-            raise KeyboardInterrupt
+            press_ctrl_c()
 
 
-class SigtermInSecondValidationsBatch(pl.Callback):
+class SigtermInSecondValidationsBatches(pl.Callback):
     """A SIGTERM while epoch 2 validates, where the EMA callback has swapped the average into the model."""
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
@@ -68,21 +108,57 @@ class SigtermInSecondValidationsBatch(pl.Callback):
 
 class SigtermInSanityCheck(pl.Callback):
     def on_sanity_check_start(self, trainer, pl_module):
-        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler records it; its loop raises it at the next batch
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class CtrlCTwiceInSanityCheck(pl.Callback):
+    def on_sanity_check_start(self, trainer, pl_module):
+        press_ctrl_c()
+        press_ctrl_c()
+
+
+def in_second_epochs_step(trainer, step: int) -> bool:
+    return trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_progress.current.ready == step
 
 
 class CtrlCInSecondEpochsEighthStep(pl.Callback):
+    """Between the backward pass and the optimizer step, after batch norm has updated its running statistics."""
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
-        if trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_progress.current.ready == 8:
-            raise KeyboardInterrupt
+        if in_second_epochs_step(trainer, 8):
+            press_ctrl_c()
 
 
-class CtrlCAfterSecondEpochsEighthStep(pl.Callback):
+class CtrlCTwiceInSecondEpochsEighthStep(pl.Callback):
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if in_second_epochs_step(trainer, 8):
+            press_ctrl_c()
+            press_ctrl_c()
+
+
+class CtrlCAfterSecondEpochsStep(pl.Callback):
     """Ctrl-C in on_train_batch_end: the optimizer step ran, Lightning has not yet counted the batch done."""
 
+    def __init__(self, batch_idx: int):
+        self.batch_idx = batch_idx
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == 7:
-            raise KeyboardInterrupt
+        if trainer.current_epoch == 1 and batch_idx == self.batch_idx:
+            press_ctrl_c()
+
+
+class CtrlCInSecondEpochsStart(pl.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            press_ctrl_c()
+
+
+class CtrlCInSecondEpochsEnd(pl.Callback):
+    """Ctrl-C among the epoch-end hooks, before the plateau scheduler, checkpoints and early stopping have run."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            press_ctrl_c()
 
 
 class SigtermInSecondEpochsEnd(pl.Callback):
@@ -94,11 +170,12 @@ class SigtermInSecondEpochsEnd(pl.Callback):
 
 
 def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, capsys):
-    # lenet5's own recipe (plateau scheduler and early stopping on train/loss, whose state must carry over)
-    # with random augmentation, whose draws must repeat too, and an average of the weights (EMA).
+    # fast_cnn (batch norm, whose running statistics must not count a batch twice) on lenet5's recipe: a plateau
+    # scheduler and early stopping on train/loss, whose state must carry over, with random augmentation,
+    # whose draws must repeat too, and an average of the weights (EMA).
     # The plateau's min_delta makes epoch 2 count as bad, so the LR drops for epoch 3 only if the resumed
     # scheduler remembers epoch 1's loss.
-    recipe = tmp_path / "lenet5_augmented.yaml"
+    recipe = tmp_path / "fast_cnn_augmented.yaml"
     lenet5 = (ROOT / "configs" / "lenet5.yaml").read_text()
     assert "  patience: 2\n  min_delta: 1.0e-4\n" in lenet5
     recipe.write_text(
@@ -106,75 +183,88 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
         + "augment: {rotation: 10, zoom: 0.1, shift: 0.1}\nema_decay: 0.99\n"
     )
     limits = ["--limit-train-batches", "20", "--limit-val-batches", "2", "--max-epochs", "3"]
-    common = ["--model", "lenet5", "--config", str(recipe), *limits]
+    common = ["--model", "fast_cnn", "--config", str(recipe), *limits]
     assert main([*common, "--logdir", str(tmp_path / "unbroken")]) == 0
-    # Stopped after epoch 1, then resumed; the first resume is cut by a SIGTERM in its sanity check, which
-    # saves last.ckpt again before epoch 2 began.
-    assert main([*common, "--max-epochs", "1", "--logdir", str(tmp_path / "stopped")]) == 0
-    with monkeypatch.context() as patch:
-        add_callback(patch, SigtermInSanityCheck())
-        assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 130
-    assert "interrupted before epoch 2: saved" in capsys.readouterr().err
-    assert main([*common, "--logdir", str(tmp_path / "stopped"), "--resume", "last"]) == 0
+    # Stopped after epoch 1, then resumed three times: the first resume is cut by two Ctrl-Cs in its sanity
+    # check and saves nothing; the second by a SIGTERM there, which stops it after epoch 2's first batch.
+    stopped = [*common, "--logdir", str(tmp_path / "stopped")]
+    assert main([*stopped, "--max-epochs", "1"]) == 0
+    for cut, message in [
+        (CtrlCTwiceInSanityCheck(), "stopped at once before epoch 2, without saving; continue from its last"),
+        (SigtermInSanityCheck(), "interrupted in epoch 2: saved"),
+    ]:
+        with monkeypatch.context() as patch:
+            add_callback(patch, cut)
+            assert main([*stopped, "--resume", "last"]) == 130
+        assert message in capsys.readouterr().err
+    assert main([*stopped, "--resume", "last"]) == 0
 
-    def interrupted_then_resumed(name: str, interruption: pl.Callback) -> None:
+    def interrupted_then_resumed(name: str, interruption: pl.Callback, message: str = "interrupted in epoch 2: saved"):
         with monkeypatch.context() as patch, caplog.at_level(logging.INFO):
             add_callback(patch, interruption)
             assert main([*common, "--logdir", str(tmp_path / name)]) == 130
         # Lightning's "`weights_only` was not set" on the save read as if the checkpoint held code
         assert "weights_only" not in caplog.text
-        assert "interrupted in epoch 2: saved" in capsys.readouterr().err  # each cut comes in epoch 2
-        if isinstance(interruption, CtrlCInSecondEpochsEighthStep | CtrlCAfterSecondEpochsEighthStep):
+        assert message in capsys.readouterr().err
+        if isinstance(interruption, CtrlCInSecondEpochsEighthStep):
             # Inside an epoch another batch size would slice the rest of it differently.
             assert main([*common, "--logdir", str(tmp_path / name), "--batch-size", "64", "--resume", "last"]) == 2
             assert "was trained with batch_size 32; give --batch-size 32 to resume it" in capsys.readouterr().err
         assert main([*common, "--logdir", str(tmp_path / name), "--resume", "last"]) == 0
 
-    # Ctrl-C during epoch 2's validation, after its last training batch.
-    interrupted_then_resumed("interrupted", CtrlCInSecondValidation())
-    # Ctrl-C in epoch 2's eighth training step, between its backward pass and the optimizer step.
-    interrupted_then_resumed("mid_step", CtrlCInSecondEpochsEighthStep())
-    # Ctrl-C after that step, in on_train_batch_end: Lightning's restart counts the batch as trained.
-    interrupted_then_resumed("after_step", CtrlCAfterSecondEpochsEighthStep())
-    # SIGTERM (a scheduler's pre-emption) at epoch 2's end, after its validation.
-    interrupted_then_resumed("sigterm", SigtermInSecondEpochsEnd())
-    # SIGTERM inside epoch 2's validation.
-    interrupted_then_resumed("sigterm_validating", SigtermInSecondValidationsBatch())
+    cuts = {
+        # Ctrl-C at the start of epoch 2's validation, after its last training batch.
+        "validating": CtrlCInSecondValidation(),
+        # Ctrl-C in epoch 2's eighth training step, between its backward pass and the optimizer step.
+        "mid_step": CtrlCInSecondEpochsEighthStep(),
+        # Ctrl-C after that step, in on_train_batch_end, and after the epoch's last step.
+        "after_step": CtrlCAfterSecondEpochsStep(batch_idx=7),
+        "after_last_step": CtrlCAfterSecondEpochsStep(batch_idx=19),
+        # Ctrl-C as epoch 2 starts, and among its end's hooks.
+        "epoch_start": CtrlCInSecondEpochsStart(),
+        "epoch_end": CtrlCInSecondEpochsEnd(),
+        # SIGTERM (a scheduler's pre-emption) at epoch 2's end, after its validation, and between two of
+        # its validation batches.
+        "sigterm": SigtermInSecondEpochsEnd(),
+        "sigterm_validating": SigtermInSecondValidationsBatches(),
+    }
+    for name, cut in cuts.items():
+        # A cut among epoch 2's end hooks, after SaveOnInterrupt's own, stops after epoch 3's first batch.
+        epoch = 3 if name in ("epoch_end", "sigterm") else 2
+        interrupted_then_resumed(name, cut, f"interrupted in epoch {epoch}: saved")
+    # A second Ctrl-C stops at once and saves nothing: the resume repeats epoch 2 from its start.
+    forced = "stopped at once in epoch 2, without saving; continue from its last checkpoint with the same command"
+    interrupted_then_resumed("twice", CtrlCTwiceInSecondEpochsEighthStep(), forced)
 
-    names = ("unbroken", "stopped", "interrupted", "mid_step", "sigterm", "sigterm_validating")
-    assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "lenet5" / "version_0", "lr-Adam")] == [
+    names = ("unbroken", "stopped", *cuts, "twice")
+    assert [round(v, 6) for _, v in logged(tmp_path / "unbroken" / "fast_cnn" / "version_0", "lr-Adam")] == [
         1e-3,
         1e-3,
         1e-4,
     ]
-    runs = {name: tmp_path / name / "lenet5" / "version_0" for name in names}
+    runs = {name: tmp_path / name / "fast_cnn" / "version_0" for name in names}
     results = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
     weights = {name: torch.load(r["last_checkpoint"], weights_only=True)["state_dict"] for name, r in results.items()}
     for name in names[1:]:
-        # The same batches in the same order: the same weights, per-epoch training curve and test result.
+        # The same batches in the same order: the same weights (batch norm's statistics and the average
+        # included), the same curves at the same steps, and the same test result.
         assert all(torch.equal(weights[name][k], weights["unbroken"][k]) for k in weights["unbroken"]), name
-        # (After a cut mid-step, Lightning's logging step runs one ahead: its restart assumes a save at a step's end.)
-        assert [v for _, v in logged(runs[name], "train/loss")] == [
-            v for _, v in logged(runs["unbroken"], "train/loss")
-        ]
+        for tag in ("train/loss", "val/acc", "lr-Adam"):
+            points = logged(runs[name], tag)
+            if name == "twice":  # the repeated part of epoch 2 logged its points (its LR) a second time
+                points = sorted(set(points))
+            assert points == logged(runs["unbroken"], tag), (name, tag)
         assert results[name]["test_acc"] == results["unbroken"]["test_acc"]
-        assert [v for _, v in logged(runs[name], "lr-Adam")] == [v for _, v in logged(runs["unbroken"], "lr-Adam")]
         assert results[name]["best_epoch"] == results["unbroken"]["best_epoch"] == 3
         # Training images (and seconds, carried with them) add up over the processes of a resumed run.
         assert results[name]["train_images"] == results["unbroken"]["train_images"] == 3 * 20 * 32, name
-    # After a cut past the step, the same batches were trained, none twice or skipped (the cut hooks
-    # left that batch out of epoch 2's mean training loss, which is why the loss curve is not compared).
-    after_step = json.loads((tmp_path / "after_step" / "lenet5" / "version_0" / "results.json").read_text())
-    state = torch.load(after_step["last_checkpoint"], weights_only=True)["state_dict"]
-    assert all(torch.equal(state[k], weights["unbroken"][k]) for k in weights["unbroken"])
-    assert after_step["test_acc"] == results["unbroken"]["test_acc"]
 
 
 class CtrlCInTheFinalTest(pl.Callback):
     def on_test_start(self, trainer, pl_module):
         self.last = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
         self.written_by_training = self.last.read_bytes()
-        raise KeyboardInterrupt
+        press_ctrl_c()
 
 
 def test_ctrl_c_in_the_final_test_leaves_last_ckpt_as_training_wrote_it(tmp_path, monkeypatch, capsys):
@@ -189,6 +279,23 @@ def test_ctrl_c_in_the_final_test_leaves_last_ckpt_as_training_wrote_it(tmp_path
         f"interrupted in the final test; training is complete: test it with python -m src.evaluate --ckpt {run}\n"
     )
     assert interrupt.last.read_bytes() == interrupt.written_by_training
+
+
+class CtrlCTwiceInThirdStep(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == 2:
+            press_ctrl_c()
+            press_ctrl_c()
+
+
+def test_ctrl_c_twice_before_a_new_runs_first_checkpoint_leaves_no_run_directory(tmp_path, monkeypatch, capsys):
+    add_callback(monkeypatch, CtrlCTwiceInThirdStep())
+    argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "5", "--limit-val-batches", "1"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 130
+    assert capsys.readouterr().err.endswith(
+        "stopped at once in epoch 1, without saving; the run had no checkpoint yet, so nothing is left to resume\n"
+    )
+    assert list((tmp_path / "lenet5").iterdir()) == []
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):

@@ -139,9 +139,8 @@ class DigitsDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.strategy.root_device != images.device:
             images, labels = self._train_tensors_on(trainer.strategy.root_device)
         size = self.batch_size_at(epoch)
-        # Lightning's own count of the epoch's batches done, as its restart leaves it: it counts a batch
-        # whose optimizer step ran as done even if Ctrl-C cut the hooks after it, and starts a new epoch
-        # after a SIGTERM at an epoch's end. Its loop asks the loader for exactly these batches next.
+        # Lightning's own count of the epoch's batches done, as its restart leaves it (a new epoch after a
+        # stop at an epoch's end). Its loop asks the loader for exactly these batches next.
         done = (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.ready) if trainer else (lambda: 0)
         return TrainBatches(images, labels, size, order, batches_done=done)
 
