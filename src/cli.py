@@ -99,7 +99,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
     # The training batches resume where Lightning's progress says the epoch stood (TrainBatches).
     warnings.filterwarnings("ignore", message=r".*ended before the epoch ended and your dataloader is not resumable.*")
-    # Lightning 2.6's pytree helper and torch 2.15 disagree on a deprecation; nothing for a user to do.
+    # Lightning 2.6's pytree helper uses what torch 2.14 deprecates; nothing for a user to do.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # Lightning's all_gather (ValidationFigures under DDP) calls a torch function that torch now deprecates.
     warnings.filterwarnings("ignore", message=r".*torch\.distributed\.nn\.functional\.all_gather is deprecated.*")
