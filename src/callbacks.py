@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import (
     ModelCheckpoint,
     TQDMProgressBar,
 )
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from src.atomic import WriteError, atomic_save
@@ -73,6 +74,20 @@ def _moved_to(state: dict, old: Path, new: Path) -> dict | None:
     path_keys = ("kth_best_model_path", "last_model_path")
     moved_paths = {key: moved(state[key]) for key in path_keys if key in state}
     return {**state, **moved_paths, "dirpath": str(new), "best_k_models": best_k_models, "best_model_path": best}
+
+
+class RunEarlyStopping(EarlyStopping):
+    """An EarlyStopping whose decision holds after --resume. Lightning restores its state but not the trainer's
+    should_stop, so a run resumed after it had stopped (a stop requested at that epoch's end, say) trained one
+    more epoch than the unbroken run."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.stopped:
+            trainer.should_stop = True
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopping_reason != EarlyStoppingReason.NOT_STOPPED
 
 
 class StopOnNonFiniteLoss(pl.Callback):
@@ -151,7 +166,6 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
     if run_dir is not None:
         callbacks += [
             LearningRateMonitor(logging_interval="epoch"),
-            SaveOnInterrupt(run_dir / "checkpoints"),
             ValidationFigures(),
         ]
         # `auto_insert_metric_name=False`: Lightning would otherwise name the file best-epochepoch=004.ckpt.
@@ -171,11 +185,13 @@ def build_callbacks(recipe: Recipe, run_dir: Path | None) -> list[pl.Callback]:
         callbacks.append(LastCheckpoint(dirpath=run_dir / "checkpoints", filename="last", enable_version_counter=False))
     if recipe.early_stopping is not None:
         callbacks.append(
-            EarlyStopping(
+            RunEarlyStopping(
                 monitor=recipe.monitor,
                 mode=mode,
                 check_finite=True,
                 **early_stopping_args(recipe),
             )
         )
+    if run_dir is not None:  # after EarlyStopping: at an epoch's end it reads whether training stops there
+        callbacks.append(SaveOnInterrupt(run_dir / "checkpoints"))
     return callbacks

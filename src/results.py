@@ -15,6 +15,8 @@ def write_results(
     import lightning.pytorch as pl
     import torch
 
+    from src.callbacks import RunEarlyStopping
+
     checkpoint = trainer.checkpoint_callback
     monitor = checkpoint_monitor(recipe)
     best = checkpoint.best_model_path or None
@@ -33,7 +35,7 @@ def write_results(
         "best_monitor_value": float(checkpoint.best_model_score) if best and monitor else None,
         "best_checkpoint": best,
         "last_checkpoint": str(last) if (last := run_dir / "checkpoints" / "last.ckpt").is_file() else None,
-        "stopped_early": any(getattr(c, "stopped_epoch", 0) for c in trainer.callbacks),
+        "stopped_early": any(isinstance(c, RunEarlyStopping) and c.stopped for c in trainer.callbacks),
         "train_seconds": round(throughput.seconds, 3),
         "train_images": throughput.images,
         "train_images_per_second": round(throughput.images_per_second, 1),

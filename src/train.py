@@ -161,23 +161,27 @@ def train(recipe: Recipe) -> int:
             remove_if_unsaved(run_dir)
         raise
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C and SIGTERM into these
-        if not (trainer.interrupted and writes_files):
+        if not trainer.interrupted:
             raise
-        if trainer.is_global_zero:
+        if not writes_files:
+            print("interrupted; a fast-dev-run writes nothing", file=sys.stderr)
+        elif trainer.is_global_zero:
             saver = next(c for c in callbacks if isinstance(c, SaveOnInterrupt))
             if not saver.saved and continued is None:
                 remove_if_unsaved(run_dir)
             print(saver.outcome(trainer, run_dir), file=sys.stderr)
+        return 130
+    complete = f"training is complete: test it with python -m src.evaluate --ckpt {run_dir}"
+    if any(isinstance(c, SaveOnInterrupt) and c.stop_requested for c in callbacks):  # after the last epoch's check
+        if trainer.is_global_zero:
+            print(f"interrupted after the last epoch; {complete}", file=sys.stderr)
         return 130
     try:
         tested = test_best(trainer, model, datamodule, recipe, plan)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns a Ctrl-C in testing into SystemExit(1)
         if not writes_files:
             raise
-        print(
-            f"interrupted in the final test; training is complete: test it with python -m src.evaluate --ckpt {run_dir}",
-            file=sys.stderr,
-        )
+        print(f"interrupted in the final test; {complete}", file=sys.stderr)
         return 130
     if tested is None:  # a DDP process other than rank 0: its work ended with fit
         return 0

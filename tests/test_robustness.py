@@ -99,7 +99,7 @@ class CtrlCInSecondValidation(pl.Callback):
 
 
 class SigtermInSecondValidationsBatches(pl.Callback):
-    """A SIGTERM while epoch 2 validates, where the EMA callback has swapped the average into the model."""
+    """A SIGTERM while epoch 2 validates (Lightning's own handling stopped between two validation batches)."""
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         if trainer.current_epoch == 1 and not trainer.sanity_checking:
@@ -190,7 +190,7 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
     stopped = [*common, "--logdir", str(tmp_path / "stopped")]
     assert main([*stopped, "--max-epochs", "1"]) == 0
     for cut, message in [
-        (CtrlCTwiceInSanityCheck(), "stopped at once before epoch 2, without saving; continue from its last"),
+        (CtrlCTwiceInSanityCheck(), "stopped at once, without saving; continue from its last checkpoint"),
         (SigtermInSanityCheck(), "interrupted in epoch 2: saved"),
     ]:
         with monkeypatch.context() as patch:
@@ -233,7 +233,7 @@ def test_a_resumed_run_matches_an_unbroken_one(tmp_path, monkeypatch, caplog, ca
         epoch = 3 if name in ("epoch_end", "sigterm") else 2
         interrupted_then_resumed(name, cut, f"interrupted in epoch {epoch}: saved")
     # A second Ctrl-C stops at once and saves nothing: the resume repeats epoch 2 from its start.
-    forced = "stopped at once in epoch 2, without saving; continue from its last checkpoint with the same command"
+    forced = "stopped at once, without saving; continue from its last checkpoint with the same command"
     interrupted_then_resumed("twice", CtrlCTwiceInSecondEpochsEighthStep(), forced)
 
     names = ("unbroken", "stopped", *cuts, "twice")
@@ -293,9 +293,73 @@ def test_ctrl_c_twice_before_a_new_runs_first_checkpoint_leaves_no_run_directory
     argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "5", "--limit-val-batches", "1"]
     assert main([*argv, "--logdir", str(tmp_path)]) == 130
     assert capsys.readouterr().err.endswith(
-        "stopped at once in epoch 1, without saving; the run had no checkpoint yet, so nothing is left to resume\n"
+        "stopped at once, without saving; the run had no checkpoint yet, so nothing is left to resume\n"
     )
     assert list((tmp_path / "lenet5").iterdir()) == []
+
+
+def test_a_sigterm_that_lightning_caught_before_the_takeover_still_stops_at_a_batch_boundary(
+    tmp_path, monkeypatch, capsys
+):
+    import src.callbacks
+
+    build_callbacks = src.callbacks.build_callbacks
+    first = SigtermInSanityCheck()  # ahead of SaveOnInterrupt: Lightning's own handler takes this SIGTERM
+    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [first, *build_callbacks(*a)])
+    argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "5", "--limit-val-batches", "2"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 130
+    # Lightning would have stopped inside the sanity check, where nothing can be saved
+    assert "interrupted in epoch 1: saved" in capsys.readouterr().err
+
+
+class CtrlCAtTrainingsEnd(pl.Callback):
+    def on_train_end(self, trainer, pl_module):
+        press_ctrl_c()
+
+
+def test_ctrl_c_after_the_last_epochs_check_finishes_training_and_skips_the_test(tmp_path, monkeypatch, capsys):
+    add_callback(monkeypatch, CtrlCAtTrainingsEnd())
+    argv = ["--model", "lenet5", "--max-epochs", "2", "--limit-train-batches", "3", "--limit-val-batches", "1"]
+    assert main([*argv, "--logdir", str(tmp_path)]) == 130
+    run = tmp_path / "lenet5" / "version_0"
+    assert capsys.readouterr().err.endswith(
+        f"interrupted after the last epoch; training is complete: test it with python -m src.evaluate --ckpt {run}\n"
+    )
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # both epochs saved
+    assert not (run / "results.json").exists()
+
+
+class CtrlCAgainWhileSaving(pl.Callback):
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.interrupted:
+            press_ctrl_c()
+
+
+def test_ctrl_c_during_the_interruptions_save_keeps_the_last_checkpoint_and_gives_back_the_signals(
+    tmp_path, monkeypatch, capsys
+):
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    common = ["--model", "lenet5", "--limit-train-batches", "3", "--limit-val-batches", "1", "--logdir", str(tmp_path)]
+    assert main([*common, "--max-epochs", "1"]) == 0
+    last = tmp_path / "lenet5" / "version_0" / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    add_callback(monkeypatch, CtrlCAgainWhileSaving())
+    add_callback(monkeypatch, CtrlCInSecondEpochsEighthStep())
+    assert main([*common, "--max-epochs", "2", "--limit-train-batches", "10", "--resume", "last"]) == 130
+    assert "stopped at once, without saving; continue from its last checkpoint" in capsys.readouterr().err
+    assert last.read_bytes() == before
+    assert {signum: signal.getsignal(signum) for signum in handlers} == handlers  # a later SIGTERM still ends it
+
+
+class SigtermInFirstStep(pl.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_in_a_fast_dev_run_exits_130_not_0(monkeypatch, capsys):
+    add_callback(monkeypatch, SigtermInFirstStep())
+    assert main(["--model", "lenet5", "--fast-dev-run"]) == 130
+    assert capsys.readouterr().err.endswith("interrupted; a fast-dev-run writes nothing\n")
 
 
 def test_nan_loss_stops_with_the_epoch_and_keeps_no_broken_checkpoint(tmp_path, capsys):

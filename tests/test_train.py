@@ -687,6 +687,12 @@ def test_early_stopping_counts_its_patience_across_a_resume(tmp_path):
     for run in (unbroken, resumed):
         results = json.loads((run / "results.json").read_text())
         assert (results["epochs_run"], results["stopped_early"]) == (2, True)
+    # Resumed once it has stopped (as after a stop requested at that epoch's end), it trains no more: Lightning
+    # restores early stopping's state, not its decision.
+    again = run_recipe(tmp_path / "unbroken", recipe, "--max-epochs", "3", "--resume", "last", *flags)
+    assert again == unbroken
+    results = json.loads((again / "results.json").read_text())
+    assert (results["epochs_run"], results["stopped_early"], results["train_images"]) == (2, True, 2 * 5 * 64)
 
 
 def test_the_logged_validation_accuracy_is_the_accuracy_of_the_validated_weights(tmp_path, capsys):

@@ -49,7 +49,7 @@ class DigitClassifier(pl.LightningModule):
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook, ~42 times a training step; nn.Module's
         # __setattr__ (parameter/module/buffer checks) made that ~60 us of a ~2 ms lenet5 step at batch 32.
-        if name in ("_current_fx_name", "_uncounted_step"):
+        if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
@@ -67,13 +67,8 @@ class DigitClassifier(pl.LightningModule):
             self._log_sample_inputs(inputs)
         logits = self(inputs)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
-        # Counted in on_train_batch_end, when Lightning counts the batch as done: a step cut short by
-        # Ctrl-C is trained again after a resume and must not be counted twice.
-        self._uncounted_step = (logits, labels, loss)
+        self.train_metrics.update(logits, labels, loss)
         return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.train_metrics.update(*self._uncounted_step)
 
     def _eval_step(self, stage: str, batch) -> torch.Tensor:
         inputs, labels = batch
