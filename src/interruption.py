@@ -34,8 +34,12 @@ class SaveOnInterrupt(pl.Callback):
         self.saved = False
         self.stop_requested = False
         self._handlers_before_fit: dict = {}
+        self._batches_between_checks = 1
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        # Across processes the check is a collective, which waits for the slowest one: every batch, it cost
+        # DDP on 2 CPU processes a quarter of its speed.
+        self._batches_between_checks = 1 if trainer.world_size == 1 else BATCHES_BETWEEN_DDP_CHECKS
         if stage == "fit" and threading.current_thread() is threading.main_thread():
             self._handlers_before_fit = {signum: signal.getsignal(signum) for signum in SIGNALS}
 
@@ -68,10 +72,8 @@ class SaveOnInterrupt(pl.Callback):
             signal.signal(signum, request_stop)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        # The last batch's check is the epoch end's. Across processes the check is a collective, which waits
-        # for the slowest one: every batch, it cost DDP on 2 CPU processes a quarter of its speed.
-        every = 1 if trainer.world_size == 1 else BATCHES_BETWEEN_DDP_CHECKS
-        if (batch_idx + 1) % every == 0 and batch_idx + 1 < trainer.num_training_batches:
+        # The last batch's check is the epoch end's.
+        if (batch_idx + 1) % self._batches_between_checks == 0 and batch_idx + 1 < trainer.num_training_batches:
             self._stop_if_requested(trainer)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

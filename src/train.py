@@ -132,6 +132,7 @@ def train(recipe: Recipe) -> int:
     logger = make_logger(recipe.logdir, recipe.model, plan.processes, continued)
     run_dir = Path(logger.log_dir)
     callbacks = build_callbacks(recipe, run_dir if writes_files else None)
+    saver = next((c for c in callbacks if isinstance(c, SaveOnInterrupt)), None)  # None in a fast-dev-run
     trainer = pl.Trainer(
         **plan.trainer_kwargs(),
         max_epochs=recipe.max_epochs,
@@ -166,13 +167,12 @@ def train(recipe: Recipe) -> int:
         if not writes_files:
             print("interrupted; a fast-dev-run writes nothing", file=sys.stderr)
         elif trainer.is_global_zero:
-            saver = next(c for c in callbacks if isinstance(c, SaveOnInterrupt))
             if not saver.saved and continued is None:
                 remove_if_unsaved(run_dir)
             print(saver.outcome(trainer, run_dir), file=sys.stderr)
         return 130
     complete = f"training is complete: test it with python -m src.evaluate --ckpt {run_dir}"
-    if any(isinstance(c, SaveOnInterrupt) and c.stop_requested for c in callbacks):  # after the last epoch's check
+    if saver and saver.stop_requested:  # a stop asked for after the last epoch's check
         if trainer.is_global_zero:
             print(f"interrupted after the last epoch; {complete}", file=sys.stderr)
         return 130

@@ -56,10 +56,13 @@ def logged(run, tag: str) -> list[tuple[int, float]]:
     return sorted((e.step, e.value) for e in events.Scalars(tag))
 
 
-def add_callback(monkeypatch, callback) -> None:
+def add_callback(monkeypatch, callback, first: bool = False) -> None:
     """Training runs from here on (in this test, or this `monkeypatch.context()`) also use `callback`,
-    after the project's own callbacks."""
+    after the project's own callbacks (before them if `first`)."""
     import src.callbacks
 
     build_callbacks = src.callbacks.build_callbacks
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), callback])
+    if first:
+        monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [callback, *build_callbacks(*a)])
+    else:
+        monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [*build_callbacks(*a), callback])

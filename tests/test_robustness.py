@@ -284,11 +284,8 @@ def test_ctrl_c_twice_before_a_new_runs_first_checkpoint_leaves_no_run_directory
 def test_a_sigterm_that_lightning_caught_before_the_takeover_still_stops_at_a_batch_boundary(
     tmp_path, monkeypatch, capsys
 ):
-    import src.callbacks
-
-    build_callbacks = src.callbacks.build_callbacks
-    first = SigtermInSanityCheck()  # ahead of SaveOnInterrupt: Lightning's own handler takes this SIGTERM
-    monkeypatch.setattr(src.callbacks, "build_callbacks", lambda *a: [first, *build_callbacks(*a)])
+    # ahead of SaveOnInterrupt: Lightning's own handler takes this SIGTERM
+    add_callback(monkeypatch, SigtermInSanityCheck(), first=True)
     argv = ["--model", "lenet5", "--max-epochs", "1", "--limit-train-batches", "5", "--limit-val-batches", "2"]
     assert main([*argv, "--logdir", str(tmp_path)]) == 130
     # Lightning would have stopped inside the sanity check, where nothing can be saved

@@ -106,8 +106,9 @@ class DigitClassifier(pl.LightningModule):
         self.val_metrics.reset()
 
     # A checkpoint cut mid-epoch (Ctrl-C, SIGTERM) carries the epoch's running training sums, so that
-    # the resumed epoch reports all its batches, not only those after the cut. Lightning skips on_train_epoch_start when it resumes mid-epoch, and
-    # calls it when an epoch starts afresh: there the carried sums are dropped. (Under DDP, rank 0's
+    # the resumed epoch reports all its batches, not only those after the cut. Lightning skips
+    # on_train_epoch_start when it resumes mid-epoch, and calls it when an epoch starts afresh: there the
+    # carried sums are dropped. (Under DDP, rank 0's
     # sums are carried to every process: exact counts, the loss and accuracy of rank 0's share.)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["train_epoch_sums"] = {
